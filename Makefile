@@ -1,0 +1,59 @@
+# usefirst: two commands on a fresh machine.
+#   make demo   install everything, start the embedded services, run the demo
+#   make test   install everything, lint, type-check, run the whole test suite
+# Needs only Python 3.11+, Node.js 20 (with npm) and make.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test bench lint typecheck install up down status clean
+
+demo: install
+	$(VENV)/bin/usefirst demo
+
+test: install lint typecheck
+	$(PY) -m pytest tests
+
+bench: install
+	$(PY) scripts/bench.py
+
+install: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
+		{ echo "error: Python 3.11 or newer is required (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+$(PY_STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v node >/dev/null 2>&1 || { echo "error: Node.js is not on PATH; install Node.js 20 (with npm) and rerun" >&2; exit 2; }
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm is not on PATH; install npm (it ships with Node.js 20) and rerun" >&2; exit 2; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: $(PY_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(PY_STAMP)
+	$(VENV)/bin/mypy ledger api contracts scripts
+	$(VENV)/bin/mypy --strict attribution
+
+up: install
+	$(VENV)/bin/usefirst up
+
+down:
+	$(VENV)/bin/usefirst down
+
+status:
+	$(VENV)/bin/usefirst status
+
+clean: down
+	rm -rf $(VENV) node_modules .usefirst .usefirst-test contracts/build

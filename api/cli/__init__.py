@@ -1,0 +1,38 @@
+"""The ``usefirst`` command line (typer + rich).
+
+Each area registers its commands in its own module; :func:`main` turns expected
+failures (:class:`SetupError` and domain errors) into one clear line and a
+non-zero exit instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from api.cli import services
+from api.embedded.process import SetupError
+
+app = typer.Typer(
+    name="usefirst",
+    help="usefirst: use first, pay later. A data royalty ledger with on-chain settlement.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+services.register(app)
+
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except SetupError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)

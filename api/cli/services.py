@@ -1,0 +1,76 @@
+"""``usefirst up | down | status | migrate | demo``: the embedded services."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api import embedded
+from ledger.settings import get_settings
+
+console = Console()
+
+
+def _print_reports(reports: list[embedded.ServiceReport], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+        return
+    table = Table(title="usefirst services")
+    for column in ("service", "mode", "state", "pid", "url", "version", "notes"):
+        table.add_column(column)
+    for r in reports:
+        table.add_row(
+            r.name,
+            r.mode,
+            "[green]running[/]" if r.running else "[red]stopped[/]",
+            str(r.pid or "-"),
+            r.url,
+            r.version,
+            ", ".join(r.notes),
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        no_worker: bool = typer.Option(False, "--no-worker", help="Do not start a Celery worker."),
+    ) -> None:
+        """Start the embedded services (or check the external ones) and migrate the database."""
+        reports = embedded.up(get_settings(), worker_enabled=not no_worker)
+        _print_reports(reports, as_json)
+
+    @app.command()
+    def down() -> None:
+        """Stop the embedded services started by `usefirst up`."""
+        stopped = embedded.down(get_settings())
+        console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+    @app.command()
+    def status(
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Report each service: pid, port/URL, version."""
+        _print_reports(embedded.status(get_settings()), as_json)
+
+    @app.command()
+    def migrate() -> None:
+        """Upgrade the database schema to the latest revision."""
+        from ledger.db import current_revision
+        from ledger.db import migrate as run_migrations
+
+        settings = get_settings()
+        embedded.check_database(settings)
+        run_migrations(settings)
+        console.print(f"database at revision {current_revision(settings)}")
+
+    @app.command()
+    def demo() -> None:
+        """Run the end-to-end demo on the embedded services."""
+        from api.demo import run_demo
+
+        run_demo(console)

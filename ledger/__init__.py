@@ -1,0 +1,1 @@
+"""usefirst ledger package."""
