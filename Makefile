@@ -35,7 +35,9 @@ $(PY_STAMP): pyproject.toml constraints.txt | $(PY)
 $(NODE_STAMP): package.json package-lock.json
 	@command -v node >/dev/null 2>&1 || { echo "error: Node.js is not on PATH; install Node.js 20 (with npm) and rerun" >&2; exit 2; }
 	@command -v npm >/dev/null 2>&1 || { echo "error: npm is not on PATH; install npm (it ships with Node.js 20) and rerun" >&2; exit 2; }
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm install` honours package-lock.json; `npm ci` trips over npm 11 dropping other
+	# platforms' optional anvil binaries from the lock file.
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 lint: $(PY_STAMP)

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
 from math import lcm
+from operator import attrgetter
 from typing import Final
 
 from attribution.apportion import APPORTION_RULE, apportion
@@ -212,10 +213,8 @@ def _retrieval_weights(
     """
     rows = list(rollups)
     credits_by_length: defaultdict[int, dict[int, Fraction]] = defaultdict(dict)
-    for row in rows:
-        by_rank = credits_by_length[row.list_length]
-        if row.rank not in by_rank:
-            by_rank[row.rank] = credit(row.list_length, row.rank)
+    for n, r in {(row.list_length, row.rank) for row in rows}:
+        credits_by_length[n][r] = credit(n, r)
 
     length_denominator: dict[int, int] = {}
     scaled_credit: dict[tuple[int, int], int] = {}
@@ -228,11 +227,10 @@ def _retrieval_weights(
     sums: defaultdict[tuple[str, int], int] = defaultdict(int)
     id_lists: defaultdict[str, list[str]] = defaultdict(list)
     for row in rows:
-        if row.hits:
-            sums[(row.dataset_id, row.list_length)] += (
-                row.hits * scaled_credit[(row.list_length, row.rank)]
-            )
-        id_lists[row.dataset_id].extend(row.rollup_ids)
+        dataset_id, n, hits = row.dataset_id, row.list_length, row.hits
+        if hits:
+            sums[(dataset_id, n)] += hits * scaled_credit[(n, row.rank)]
+        id_lists[dataset_id].extend(row.rollup_ids)
 
     denominator = lcm(*length_denominator.values()) if length_denominator else 1
     factor = {n: denominator // denominator_n for n, denominator_n in length_denominator.items()}
@@ -286,6 +284,10 @@ def _allocate(
             )
 
 
+_SOURCE_ORDER: Final = attrgetter("dataset_id", "kind")
+_ADJUSTMENT_ORDER: Final = attrgetter("reference", "reason", "amount_minor")
+
+
 def _lines(period: PeriodInput, sources: dict[str, list[LineSource]]) -> tuple[Line, ...]:
     """One line per payee with sources, a non-zero carry-in or an adjustment, sorted by address."""
     carry_in = {carry.address: carry.balance_minor for carry in period.carry_in}
@@ -305,15 +307,8 @@ def _lines(period: PeriodInput, sources: dict[str, list[LineSource]]) -> tuple[L
     min_payout_minor = period.agreement.min_payout_minor
     lines: list[Line] = []
     for address in sorted(addresses):
-        own_sources = tuple(
-            sorted(sources.get(address, ()), key=lambda source: (source.dataset_id, source.kind))
-        )
-        own_adjustments = tuple(
-            sorted(
-                adjustments.get(address, ()),
-                key=lambda item: (item.reference, item.reason, item.amount_minor),
-            )
-        )
+        own_sources = tuple(sorted(sources.get(address, ()), key=_SOURCE_ORDER))
+        own_adjustments = tuple(sorted(adjustments.get(address, ()), key=_ADJUSTMENT_ORDER))
         accrued_minor = sum(source.amount_minor for source in own_sources)
         carry_in_minor = carry_in.get(address, 0)
         adjustment_minor = sum(item.amount_minor for item in own_adjustments)

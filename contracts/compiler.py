@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ def find_solc() -> tuple[str, str]:
             return native, version
     if not (NODE_MODULES / "solc").is_dir():
         raise CompilerError(
-            f"no solc {SOLC_VERSION}: node_modules/solc is missing; run `npm ci` (or `make demo`)"
+            f"no solc {SOLC_VERSION}: node_modules/solc is missing; run `npm install` (or `make demo`)"
         )
     version = _binary_version(str(LAUNCHER))
     if version is None:
@@ -123,20 +124,25 @@ def compile_all(force: bool = False) -> dict[str, CompiledContract]:
     if cache_file.exists() and not force:
         output = json.loads(cache_file.read_text())
     else:
-        try:
-            output = solcx.compile_standard(
-                standard_input,
-                solc_binary=binary,
-                base_path=str(REPO_ROOT),
-                allow_paths=[str(SOURCES_DIR), str(NODE_MODULES)],
-            )
-        except solcx.exceptions.SolcError as exc:
-            raise CompilerError(f"solc rejected the sources: {exc}") from exc
+        if binary == str(LAUNCHER):
+            output = _compile_with_launcher(standard_input)
+        else:
+            try:
+                output = solcx.compile_standard(
+                    standard_input,
+                    solc_binary=binary,
+                    base_path=str(REPO_ROOT),
+                    allow_paths=[str(SOURCES_DIR), str(NODE_MODULES)],
+                )
+            except solcx.exceptions.SolcError as exc:
+                raise CompilerError(f"solc rejected the sources: {exc}") from exc
         errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
         if errors:
             raise CompilerError("\n".join(e.get("formattedMessage", str(e)) for e in errors))
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
+        # A per-process temporary name: concurrent compilers (pytest workers) must not
+        # interleave their writes before the atomic rename.
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(output))
         tmp.replace(cache_file)
     contracts: dict[str, CompiledContract] = {}
@@ -149,6 +155,41 @@ def compile_all(force: bool = False) -> dict[str, CompiledContract]:
                 deployed_bytecode="0x" + data["evm"]["deployedBytecode"]["object"],
             )
     return contracts
+
+
+def _compile_with_launcher(standard_input: dict[str, Any]) -> dict[str, Any]:
+    """Run the solc-js launcher with its stdout going to a file, and parse the output.
+
+    The launcher ends with ``process.exit()`` right after writing, which cuts off
+    output written to a pipe at 64 KiB (Node writes to pipes asynchronously);
+    writes to a regular file are synchronous, so the output arrives whole.
+    """
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as out:
+        proc = subprocess.run(
+            [
+                str(LAUNCHER),
+                "--standard-json",
+                "--base-path",
+                str(REPO_ROOT),
+                "--allow-paths",
+                f"{SOURCES_DIR},{NODE_MODULES}",
+            ],
+            input=json.dumps(standard_input),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise CompilerError(f"the solc launcher failed ({proc.returncode}): {proc.stderr.strip()}")
+    try:
+        output: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CompilerError(f"the solc launcher wrote invalid JSON: {exc}") from exc
+    return output
 
 
 def get_contract(name: str) -> CompiledContract:

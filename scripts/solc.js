@@ -14,7 +14,7 @@ try {
   solc = require(path.join(repoRoot, "node_modules", "solc"));
 } catch (err) {
   process.stderr.write(
-    "solc launcher: the npm package 'solc' is not installed; run `npm ci` in " + repoRoot + "\n"
+    "solc launcher: the npm package 'solc' is not installed; run `npm install` in " + repoRoot + "\n"
   );
   process.exit(2);
 }

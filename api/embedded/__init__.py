@@ -40,7 +40,7 @@ def _require_node(settings: Settings) -> None:
     if not (settings.node_root / "node_modules").is_dir():
         raise SetupError(
             f"{settings.node_root / 'node_modules'} is missing; "
-            f"run `npm ci` in {settings.node_root}"
+            f"run `npm install` in {settings.node_root}"
         )
 
 

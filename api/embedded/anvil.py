@@ -49,7 +49,7 @@ def binary(settings: Settings) -> Path:
         return wrapper
     raise SetupError(
         "anvil is not installed (node_modules/@foundry-rs/anvil missing); "
-        "run `npm ci` in the repository (or `make demo`), which needs Node.js 20 and npm"
+        "run `npm install` in the repository (or `make demo`), which needs Node.js 20 and npm"
     )
 
 

@@ -78,17 +78,7 @@ contract DatasetRegistry is AccessControl, EIP712, Nonces {
     mapping(bytes32 datasetId => DatasetRecord) private _datasets;
 
     /// @notice A dataset was registered (version 1) or re-registered with new terms (version > 1).
-    event DatasetRegistered(
-        bytes32 indexed datasetId,
-        uint32 indexed version,
-        bytes32 contentRoot,
-        bytes32 termsHash,
-        uint8 allowedUses,
-        address[] coOwners,
-        uint16[] sharesBps,
-        uint64 validFrom,
-        uint64 validUntil
-    );
+    event DatasetRegistered(bytes32 indexed datasetId, uint32 indexed version, Registration registration);
 
     /// @notice A co-owner revoked the current registration of a dataset.
     event DatasetRevoked(bytes32 indexed datasetId, address indexed coOwner, uint32 version);
@@ -150,17 +140,7 @@ contract DatasetRegistry is AccessControl, EIP712, Nonces {
         d.coOwners = r.coOwners;
         d.sharesBps = r.sharesBps;
 
-        emit DatasetRegistered(
-            r.datasetId,
-            version,
-            r.contentRoot,
-            r.termsHash,
-            r.allowedUses,
-            r.coOwners,
-            r.sharesBps,
-            r.validFrom,
-            r.validUntil
-        );
+        emit DatasetRegistered(r.datasetId, version, r);
     }
 
     /// @notice Revoke a dataset's current registration with a co-owner's RightsRevocation signature.
