@@ -129,6 +129,15 @@ def _tuple_of(value: object, item_type: type[_T], field: str) -> tuple[_T, ...]:
     return value
 
 
+def _is_simple_text(value: object) -> bool:
+    # Non-empty ASCII text can hold no lone surrogate, so it needs no encode() round trip.
+    return type(value) is str and value != "" and value.isascii()
+
+
+def _are_simple_ids(value: object) -> bool:
+    return type(value) is tuple and all(_is_simple_text(item) for item in value)
+
+
 def _ids(value: object, field: str) -> tuple[str, ...]:
     ids = _tuple_of(value, str, field)
     for item in ids:
@@ -238,6 +247,14 @@ class TrainingRollup:
     rollup_ids: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        units = self.weighted_units
+        if (
+            type(units) is int
+            and units >= 0
+            and _is_simple_text(self.dataset_id)
+            and _are_simple_ids(self.rollup_ids)
+        ):
+            return
         _text(self.dataset_id, "TrainingRollup.dataset_id")
         _non_negative(
             self.weighted_units,
@@ -263,6 +280,19 @@ class RetrievalRollup:
     rollup_ids: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        # Fast path for the common valid row: the ledger builds hundreds of thousands of these
+        # per period, and the precise checks below cost several times more than this one test.
+        n, r, hits = self.list_length, self.rank, self.hits
+        if (
+            type(n) is int
+            and type(r) is int
+            and type(hits) is int
+            and 1 <= r <= n <= LIST_LENGTH_MAX
+            and hits >= 0
+            and _is_simple_text(self.dataset_id)
+            and _are_simple_ids(self.rollup_ids)
+        ):
+            return
         _text(self.dataset_id, "RetrievalRollup.dataset_id")
         n = _int(self.list_length, "RetrievalRollup.list_length")
         if not 1 <= n <= LIST_LENGTH_MAX:

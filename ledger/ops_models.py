@@ -7,11 +7,13 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime, func
 from sqlmodel import Field, SQLModel
 
+from ledger.types import bigint_pk
+
 
 class WorkerHeartbeat(SQLModel, table=True):
     __tablename__ = "worker_heartbeat"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=bigint_pk())
     nonce: str = Field(max_length=64, unique=True)
     worker_pid: int
     hostname: str = Field(max_length=255)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository (or installed tree) root: where package.json, node_modules and
@@ -61,6 +61,31 @@ class Settings(BaseSettings):
     # EIP-712 domain for rights confirmations until the registry is deployed.
     eip712_name: str = "usefirst"
     eip712_version: str = "1"
+
+    # --- chain (contracts) ---
+    # Hex private keys of the deployer (admin of the contracts), the settler (publishes and
+    # funds settlements, submits dataset registrations) and the guardian (revokes settlements
+    # inside their challenge window, pauses). Unset: anvil's well-known accounts 0, 1 and 2,
+    # and only when the node's chain id is anvil_chain_id; any other chain requires all three.
+    chain_deployer_private_key: SecretStr | None = None
+    chain_settler_private_key: SecretStr | None = None
+    chain_guardian_private_key: SecretStr | None = None
+    # The ERC20 settlements are paid in. Unset: the local chain deploys RoyaltyToken; any
+    # other chain requires it.
+    chain_token_address: str | None = None
+    # Seconds between publishing a settlement and the opening of claims (at most 30 days).
+    # Unset: 0 on the local chain, 86,400 elsewhere.
+    chain_challenge_window_s: int | None = None
+    # Give up waiting for a transaction's confirmations after this long.
+    chain_tx_timeout_s: float = 120.0
+    chain_poll_interval_s: float = 0.2
+    # Transient RPC failures (connection refused, timeouts, HTTP 429/5xx) are retried this
+    # many times with exponential backoff starting at chain_rpc_backoff_s.
+    chain_rpc_retries: int = 5
+    chain_rpc_backoff_s: float = 0.25
+    chain_rpc_timeout_s: float = 30.0
+    # Gas limit = estimate * (1 + margin); estimates can fall short when state moves.
+    chain_gas_margin_bps: int = 2_000
 
     log_json: bool = False
 

@@ -13,6 +13,19 @@ config = context.config
 target_metadata = SQLModel.metadata
 
 
+# Tables owned by Celery/kombu (broker and result backend) live in the same
+# database but are not ours to migrate.
+FOREIGN_TABLE_PREFIXES = ("kombu_", "celery_")
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    if type_ == "table" and reflected and compare_to is None:
+        return not (name or "").startswith(FOREIGN_TABLE_PREFIXES)
+    return True
+
+
 def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or get_settings().effective_database_url
 
@@ -26,7 +39,11 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            include_object=include_object,
+        )
         with context.begin_transaction():
             # Two processes migrating at once (e.g. `up` and a worker) must not interleave.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(720101)")
