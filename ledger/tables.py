@@ -7,6 +7,7 @@ Alembic's env and the test setup import this module; add each new domain's
 from __future__ import annotations
 
 from ledger import ops_models  # noqa: F401
+from ledger.access import models as access_models  # noqa: F401
 from ledger.datasets import models as datasets_models  # noqa: F401
 from ledger.journal import models as journal_models  # noqa: F401
 from ledger.models import models as models_models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Access: API keys of principals and stored idempotent responses."""
