@@ -79,6 +79,18 @@ class StateError(DomainError):
     title = "Not allowed in the current state"
 
 
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    http_status = 401
+    title = "Authentication required"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    http_status = 413
+    title = "Payload too large"
+
+
 class Forbidden(DomainError):
     code = "forbidden"
     http_status = 403

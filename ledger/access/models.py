@@ -20,7 +20,7 @@ from ledger.types import hex64_col, jsonb_col, tstz, uuid_pk
 class ApiKey(SQLModel, table=True):
     __tablename__ = "api_key"
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     account_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("account.id"), nullable=False, index=True)
     )
@@ -41,7 +41,7 @@ class IdempotencyRecord(SQLModel, table=True):
         UniqueConstraint("account_id", "method", "path", "key", name="uq_idempotency_scope"),
     )
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     account_id: uuid.UUID = Field(sa_column=Column(ForeignKey("account.id"), nullable=False))
     method: str = Field(sa_column=Column(String(8), nullable=False))
     path: str = Field(sa_column=Column(String(500), nullable=False))

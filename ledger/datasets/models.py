@@ -42,7 +42,7 @@ class Dataset(SQLModel, table=True):
         ),
     )
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     name: str = Field(sa_column=Column(String(200), nullable=False))
     description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     registrant_owner_id: uuid.UUID = Field(
@@ -123,7 +123,7 @@ class Dispute(SQLModel, table=True):
     __tablename__ = "dispute"
     __table_args__ = (CheckConstraint("status IN ('open', 'resolved')", name="ck_dispute_status"),)
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     dataset_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("dataset.id"), nullable=False, index=True)
     )

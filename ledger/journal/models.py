@@ -38,7 +38,7 @@ class JournalAccount(SQLModel, table=True):
         ),
     )
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     code: str = Field(
         sa_column=Column(String(200), nullable=False)
     )  # e.g. payee:0xabc…:royalty_payable
@@ -50,7 +50,7 @@ class JournalAccount(SQLModel, table=True):
 class JournalTransaction(SQLModel, table=True):
     __tablename__ = "journal_transaction"
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     idempotency_key: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
     request_hash: str = Field(sa_column=hex64_col())
     kind: str = Field(

@@ -14,7 +14,7 @@ from ledger.types import minor_col, tstz, uuid_pk
 class Model(SQLModel, table=True):
     __tablename__ = "model"
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     account_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("account.id"), nullable=False, index=True)
     )
@@ -41,7 +41,7 @@ class Agreement(SQLModel, table=True):
         ),
     )
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     model_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("model.id"), nullable=False, index=True)
     )

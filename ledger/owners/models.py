@@ -23,7 +23,7 @@ class Account(SQLModel, table=True):
         ),
     )
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     role: str = Field(sa_column=Column(String(16), nullable=False))
     display_name: str = Field(sa_column=Column(String(200), nullable=False))
     contact: str | None = Field(default=None, sa_column=Column(String(320), nullable=True))
@@ -40,7 +40,7 @@ class Owner(SQLModel, table=True):
 
     __tablename__ = "owner"
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     address: str = Field(sa_column=address_col(unique=True))  # EIP-55 checksummed
     display_name: str = Field(sa_column=Column(String(200), nullable=False))
     contact: str | None = Field(default=None, sa_column=Column(String(320), nullable=True))

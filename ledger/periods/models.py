@@ -28,7 +28,7 @@ class Period(SQLModel, table=True):
         CheckConstraint("ends_at > starts_at", name="ck_period_bounds"),
     )
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     model_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("model.id"), nullable=False, index=True)
     )

@@ -18,7 +18,7 @@ class RevenueEvent(SQLModel, table=True):
         CheckConstraint("amount_minor > 0", name="ck_revenue_positive"),
     )
 
-    id: uuid.UUID = Field(sa_column=uuid_pk())
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=uuid_pk())
     model_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("model.id"), nullable=False, index=True)
     )

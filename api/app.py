@@ -1,0 +1,49 @@
+"""The FastAPI application: versioned routers under ``/v1``, problem+json errors,
+request ids, JSON logs and body size limits."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from api.errors import install_error_handlers
+from api.logging_setup import configure_logging
+from api.middleware import BodySizeLimitMiddleware, MiB, RequestContextMiddleware
+from api.routers import health
+from ledger.settings import get_settings
+
+API_VERSION = "v1"
+# Usage batches carry up to 50,000 events; everything else is small.
+USAGE_BODY_MAX_BYTES = 64 * MiB
+DEFAULT_BODY_MAX_BYTES = 1 * MiB
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(json_logs=settings.log_json)
+    app = FastAPI(
+        title="usefirst",
+        version="0.1.0",
+        summary="Use first, pay later: a data royalty ledger with on-chain settlement.",
+        openapi_url="/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        default_max_bytes=DEFAULT_BODY_MAX_BYTES,
+        large_paths={
+            f"/{API_VERSION}/usage/": USAGE_BODY_MAX_BYTES,
+            f"/{API_VERSION}/lineage": 8 * MiB,
+        },
+    )
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    for router in _v1_routers():
+        app.include_router(router, prefix=f"/{API_VERSION}")
+    return app
+
+
+def _v1_routers() -> list[APIRouter]:
+    # Each domain router registers here as it lands.
+    return []
