@@ -211,34 +211,44 @@ def _retrieval_weights(
     are summed as integers per (dataset, n), and only those per-(dataset, n) sums are scaled to
     the global denominator, which can be large under rank-discount (it contains H_n's numerator).
     """
-    rows = list(rollups)
-    credits_by_length: defaultdict[int, dict[int, Fraction]] = defaultdict(dict)
-    for n, r in {(row.list_length, row.rank) for row in rows}:
-        credits_by_length[n][r] = credit(n, r)
-
-    length_denominator: dict[int, int] = {}
-    scaled_credit: dict[tuple[int, int], int] = {}
-    for n, by_rank in credits_by_length.items():
-        denominator_n = lcm(*(value.denominator for value in by_rank.values()))
-        length_denominator[n] = denominator_n
-        for r, value in by_rank.items():
-            scaled_credit[(n, r)] = value.numerator * (denominator_n // value.denominator)
-
-    sums: defaultdict[tuple[str, int], int] = defaultdict(int)
-    id_lists: defaultdict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        dataset_id, n, hits = row.dataset_id, row.list_length, row.hits
-        if hits:
-            sums[(dataset_id, n)] += hits * scaled_credit[(n, row.rank)]
+    # length n -> (denominator_n, [0, scaled credit of rank 1, ..., of rank n])
+    scaled_by_length: dict[int, tuple[int, list[int]]] = {}
+    # dataset -> length n -> Σ hits × scaled credit, over denominator_n
+    sums: dict[str, dict[int, int]] = {}
+    id_lists: dict[str, list[str]] = {}
+    for row in rollups:
+        dataset_id, n = row.dataset_id, row.list_length
+        scaled = scaled_by_length.get(n)
+        if scaled is None:
+            scaled = scaled_by_length[n] = _scaled_credits(credit, n)
+        by_length = sums.get(dataset_id)
+        if by_length is None:
+            by_length = sums[dataset_id] = {}
+            id_lists[dataset_id] = []
+        by_length[n] = by_length.get(n, 0) + row.hits * scaled[1][row.rank]
         id_lists[dataset_id].extend(row.rollup_ids)
 
-    denominator = lcm(*length_denominator.values()) if length_denominator else 1
-    factor = {n: denominator // denominator_n for n, denominator_n in length_denominator.items()}
-    numerators: dict[str, int] = dict.fromkeys(id_lists, 0)
-    for (dataset_id, n), total in sums.items():
-        numerators[dataset_id] += total * factor[n]
+    denominator = lcm(*(scaled[0] for scaled in scaled_by_length.values()))
+    factor = {n: denominator // scaled[0] for n, scaled in scaled_by_length.items()}
+    numerators = {
+        dataset_id: sum(total * factor[n] for n, total in by_length.items())
+        for dataset_id, by_length in sums.items()
+    }
     ids = {dataset_id: tuple(sorted(set(values))) for dataset_id, values in id_lists.items()}
     return denominator, numerators, ids
+
+
+def _scaled_credits(credit: CreditFunction, n: int) -> tuple[int, list[int]]:
+    """The credits of list length n as integers over their common denominator.
+
+    Returns ``(denominator_n, scaled)`` with ``credit(n, r) == scaled[r] / denominator_n`` for
+    r in 1..n (``scaled[0]`` is unused so ranks index directly).
+    """
+    credits = [credit(n, r) for r in range(1, n + 1)]
+    denominator_n = lcm(*(value.denominator for value in credits))
+    return denominator_n, [0] + [
+        value.numerator * (denominator_n // value.denominator) for value in credits
+    ]
 
 
 def _allocate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 from attribution.errors import PayeeNotFoundError
@@ -111,7 +112,10 @@ def explain(statement: Statement, address: str) -> str:
         f"   adjustments: {line.adjustment_minor}",
     ]
     for item in line.adjustments:
-        out.append(f"      {item.amount_minor}: {item.reason} (reference {item.reference})")
+        # Quoted as JSON strings: reasons are free text and may hold quotes or line breaks.
+        reason = json.dumps(item.reason, ensure_ascii=False)
+        reference = json.dumps(item.reference, ensure_ascii=False)
+        out.append(f"      {item.amount_minor}: {reason} (reference {reference})")
     out.append(
         f"   balance = {line.accrued_minor} + ({line.carry_in_minor}) + ({line.adjustment_minor})"
         f" = {line.balance_minor}"

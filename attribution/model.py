@@ -405,19 +405,24 @@ class PeriodInput:
                 )
             trained.add(rollup.dataset_id)
 
-        retrieved: set[tuple[str, int, int]] = set()
+        # dataset -> {list_length * (LIST_LENGTH_MAX + 1) + rank}: int keys rather than one
+        # tuple per row, because this runs over every retrieval row of the period.
+        retrieved: dict[str, set[int]] = {}
         for row in retrieval:
-            key = (row.dataset_id, row.list_length, row.rank)
-            if key in retrieved:
+            keys = retrieved.get(row.dataset_id)
+            if keys is None:
+                if row.dataset_id not in known:
+                    raise _unknown_dataset("PeriodInput.retrieval", row.dataset_id)
+                keys = retrieved[row.dataset_id] = set()
+            key = row.list_length * (LIST_LENGTH_MAX + 1) + row.rank
+            if key in keys:
                 raise DuplicateRollupError(
                     "PeriodInput.retrieval",
                     f"two retrieval rollups for dataset {row.dataset_id!r} with "
                     f"list_length={row.list_length}, rank={row.rank}; aggregate them into one "
                     "(GROUP BY dataset_id, list_length, rank)",
                 )
-            retrieved.add(key)
-            if row.dataset_id not in known:
-                raise _unknown_dataset("PeriodInput.retrieval", row.dataset_id)
+            keys.add(key)
 
         carried: set[str] = set()
         for carry in carry_in:
