@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ LAUNCHER = REPO_ROOT / "scripts" / "solc"
 NODE_MODULES = REPO_ROOT / "node_modules"
 
 
+# Parsed compiler outputs of this process, by cache key.
+_OUTPUTS: dict[str, dict[str, Any]] = {}
+
+
 class CompilerError(RuntimeError):
     """The compiler could not be found or rejected the sources."""
 
@@ -47,6 +52,9 @@ class CompiledContract:
     deployed_bytecode: str
 
 
+# A binary's version cannot change under a running process, and asking the node launcher
+# costs half a second, which every get_contract() call would otherwise pay.
+@lru_cache(maxsize=8)
 def _binary_version(binary: str) -> str | None:
     try:
         out = subprocess.run(
@@ -80,7 +88,8 @@ def find_solc() -> tuple[str, str]:
             return native, version
     if not (NODE_MODULES / "solc").is_dir():
         raise CompilerError(
-            f"no solc {SOLC_VERSION}: node_modules/solc is missing; run `npm install` (or `make demo`)"
+            f"no solc {SOLC_VERSION}: node_modules/solc is missing; "
+            "run `npm install` (or `make demo`)"
         )
     version = _binary_version(str(LAUNCHER))
     if version is None:
@@ -121,7 +130,9 @@ def compile_all(force: bool = False) -> dict[str, CompiledContract]:
     )
     key = hashlib.sha256(key_material.encode()).hexdigest()[:16]
     cache_file = BUILD_DIR / f"combined-{key}.json"
-    if cache_file.exists() and not force:
+    if not force and key in _OUTPUTS:
+        output = _OUTPUTS[key]
+    elif cache_file.exists() and not force:
         output = json.loads(cache_file.read_text())
     else:
         if binary == str(LAUNCHER):
@@ -145,6 +156,7 @@ def compile_all(force: bool = False) -> dict[str, CompiledContract]:
         tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(output))
         tmp.replace(cache_file)
+    _OUTPUTS[key] = output
     contracts: dict[str, CompiledContract] = {}
     for source_name in sources:
         for name, data in output["contracts"].get(source_name, {}).items():

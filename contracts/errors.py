@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 
 class ChainError(RuntimeError):
@@ -153,7 +153,12 @@ def decode_revert(
         return cls("UnknownRevert", (raw_hex,), raw=raw_hex, tx_hash=tx_hash)
     name, types = entry
     try:
-        args = tuple(abi_decode(types, raw[4:]))
+        decoded = abi_decode(types, raw[4:])
+        # Checksummed, like every address web3 returns elsewhere.
+        args = tuple(
+            to_checksum_address(v) if t == "address" else v
+            for t, v in zip(types, decoded, strict=True)
+        )
     except Exception:  # malformed payload: keep the raw bytes rather than fail the decode
         return cls(name, (raw_hex,), raw=raw_hex, tx_hash=tx_hash)
     return cls(name, args, raw=raw_hex, tx_hash=tx_hash)

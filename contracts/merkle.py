@@ -201,7 +201,7 @@ class StandardMerkleTree:
         return len(self.values)
 
     def get_proof(self, value_index: int) -> list[bytes]:
-        """Sibling hashes from the leaf of ``values[value_index]`` up to (not including) the root."""
+        """The sibling hashes from the leaf of ``values[value_index]`` up to the root (excluded)."""
         index = self.tree_indices[value_index]
         proof: list[bytes] = []
         while index > 0:

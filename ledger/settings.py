@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     eip712_name: str = "usefirst"
     eip712_version: str = "1"
 
+    # --- rights (datasets) ---
+    # verifyingContract of the EIP-712 domain off-chain rights signatures are checked in. Until
+    # the DatasetRegistry is deployed this is the zero-address placeholder; once it is, set it
+    # to the registry's address (or pass the chain client's registry_domain() to the rights
+    # service) so one signature is valid both in the ledger and on chain.
+    rights_verifying_contract: str = "0x0000000000000000000000000000000000000000"
+
     # --- chain (contracts) ---
     # Hex private keys of the deployer (admin of the contracts), the settler (publishes and
     # funds settlements, submits dataset registrations) and the guardian (revokes settlements

@@ -80,8 +80,11 @@ if (opts.version) {
 if (opts.standardJson) {
   const input = readStdin();
   const output = solc.compile(input, { import: makeImportResolver(opts) });
+  // No process.exit() after a write: on a pipe, stdout is asynchronous and exiting
+  // early truncates the output at the pipe buffer (64 KiB). Let node drain it.
   process.stdout.write(output);
-  process.exit(0);
+  process.exitCode = 0;
+} else {
+  process.stderr.write("solc launcher: nothing to do; pass --version or --standard-json\n");
+  process.exitCode = 2;
 }
-process.stderr.write("solc launcher: nothing to do; pass --version or --standard-json\n");
-process.exit(2);

@@ -234,13 +234,7 @@ contract RoyaltySettlement is AccessControl, Pausable, ReentrancyGuardTransient 
         whenNotPaused
         nonReentrant
     {
-        Settlement storage s = _settlements[settlementId];
-        _requireClaimable(s, settlementId);
-        (uint256 word, uint256 bit) = _claimedPosition(s.sequence);
-        uint256 bits = _claimedBits[account][word];
-        if (bits & bit != 0) revert AlreadyClaimed(settlementId, account);
-        _claimedBits[account][word] = bits | bit;
-        IERC20 token = _consume(s, settlementId, account, amount, proof);
+        IERC20 token = _takeLine(settlementId, account, amount, proof, false);
         token.safeTransfer(account, amount);
     }
 
@@ -254,14 +248,9 @@ contract RoyaltySettlement is AccessControl, Pausable, ReentrancyGuardTransient 
         uint256 pairs;
         for (uint256 i = 0; i < lines.length; ++i) {
             ClaimLine calldata line = lines[i];
-            Settlement storage s = _settlements[line.settlementId];
-            _requireClaimable(s, line.settlementId);
-            (uint256 word, uint256 bit) = _claimedPosition(s.sequence);
-            uint256 bits = _claimedBits[line.account][word];
             // Skipping keeps a batch useful when one of its lines was claimed in the meantime.
-            if (bits & bit != 0) continue;
-            _claimedBits[line.account][word] = bits | bit;
-            IERC20 token = _consume(s, line.settlementId, line.account, line.amount, line.proof);
+            IERC20 token = _takeLine(line.settlementId, line.account, line.amount, line.proof, true);
+            if (address(token) == address(0)) continue;
             TransientSlot.Uint256Slot pending = _pendingSlot(line.account, token).asUint256();
             uint256 sum = pending.tload();
             // Amounts are never zero, so a zero sum means the pair is new.
@@ -347,24 +336,31 @@ contract RoyaltySettlement is AccessControl, Pausable, ReentrancyGuardTransient 
 
     function _requirePublished(Settlement storage s, bytes32 settlementId) private view {
         Status status = s.status;
-        if (status == Status.None) revert SettlementNotFound(settlementId);
+        if (status != Status.Published) _revertNotPublished(settlementId, status);
+    }
+
+    function _revertNotPublished(bytes32 settlementId, Status status) private pure {
         if (status == Status.Revoked) revert SettlementIsRevoked(settlementId);
+        revert SettlementNotFound(settlementId);
     }
 
-    function _requireClaimable(Settlement storage s, bytes32 settlementId) private view {
-        _requirePublished(s, settlementId);
-        if (block.timestamp < s.claimableAt) revert ClaimNotOpen(settlementId, s.claimableAt);
-    }
-
-    /// @dev Verifies the line and takes its amount out of the settlement; the caller has already
-    /// marked the line claimed. Returns the token to pay in.
-    function _consume(
-        Settlement storage s,
+    /// @dev Checks that claims are open, marks the line claimed and takes its amount out of the
+    /// settlement. Returns the token to pay in, or the zero address when `skipClaimed` is set and
+    /// the line was already claimed.
+    function _takeLine(
         bytes32 settlementId,
         address account,
         uint256 amount,
-        bytes32[] calldata proof
+        bytes32[] calldata proof,
+        bool skipClaimed
     ) private returns (IERC20 token) {
+        Settlement storage s = _settlements[settlementId];
+        uint48 sequence;
+        (token, sequence) = _openForClaims(s, settlementId);
+        if (!_markClaimed(account, sequence)) {
+            if (skipClaimed) return IERC20(address(0));
+            revert AlreadyClaimed(settlementId, account);
+        }
         if (amount == 0) revert ZeroAmount(settlementId, account);
         if (!MerkleProof.verifyCalldata(proof, s.merkleRoot, _leaf(account, amount))) {
             revert InvalidProof(settlementId, account, amount);
@@ -376,8 +372,31 @@ contract RoyaltySettlement is AccessControl, Pausable, ReentrancyGuardTransient 
         unchecked {
             s.remaining = remaining - amount;
         }
-        token = s.token;
         emit Claimed(settlementId, token, account, amount);
+    }
+
+    /// @dev Reverts unless the settlement is published and its challenge window has passed;
+    /// returns its token and sequence number.
+    function _openForClaims(Settlement storage s, bytes32 settlementId)
+        private
+        view
+        returns (IERC20 token, uint48 sequence)
+    {
+        // The four fields share one slot, so this is one storage read.
+        Status status = s.status;
+        uint40 claimableAt = s.claimableAt;
+        if (status != Status.Published) _revertNotPublished(settlementId, status);
+        if (block.timestamp < claimableAt) revert ClaimNotOpen(settlementId, claimableAt);
+        return (s.token, s.sequence);
+    }
+
+    /// @dev Sets the (account, sequence) claimed bit; false if it was already set.
+    function _markClaimed(address account, uint48 sequence) private returns (bool) {
+        (uint256 word, uint256 bit) = _claimedPosition(sequence);
+        uint256 bits = _claimedBits[account][word];
+        if (bits & bit != 0) return false;
+        _claimedBits[account][word] = bits | bit;
+        return true;
     }
 
     function _claimedPosition(uint48 sequence) private pure returns (uint256 word, uint256 bit) {
@@ -385,8 +404,15 @@ contract RoyaltySettlement is AccessControl, Pausable, ReentrancyGuardTransient 
         bit = 1 << (sequence & 0xff);
     }
 
-    function _leaf(address account, uint256 amount) private pure returns (bytes32) {
-        return keccak256(bytes.concat(keccak256(abi.encode(account, amount))));
+    /// @dev keccak256(bytes.concat(keccak256(abi.encode(account, amount)))), the StandardMerkleTree
+    /// leaf, hashed in scratch space instead of freshly allocated memory.
+    function _leaf(address account, uint256 amount) private pure returns (bytes32 leaf) {
+        assembly ("memory-safe") {
+            mstore(0x00, and(account, 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(0x20, amount)
+            mstore(0x00, keccak256(0x00, 0x40))
+            leaf := keccak256(0x00, 0x20)
+        }
     }
 
     function _pendingSlot(address account, IERC20 token) private pure returns (bytes32) {
