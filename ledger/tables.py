@@ -15,4 +15,5 @@ from ledger.owners import models as owners_models  # noqa: F401
 from ledger.periods import models as periods_models  # noqa: F401
 from ledger.revenue import models as revenue_models  # noqa: F401
 from ledger.rights import models as rights_models  # noqa: F401
+from ledger.settlements import models as settlements_models  # noqa: F401
 from ledger.usage import models as usage_models  # noqa: F401

@@ -12,8 +12,9 @@ import sys
 import typer
 from rich.console import Console
 
-from api.cli import services
+from api.cli import datasets, periods, services
 from api.embedded.process import SetupError
+from ledger.errors import DomainError
 
 app = typer.Typer(
     name="usefirst",
@@ -22,6 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 services.register(app)
+datasets.register(app)
+periods.register(app)
 
 err_console = Console(stderr=True)
 
@@ -32,6 +35,14 @@ def main() -> None:
         app()
     except SetupError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except DomainError as exc:
+        where = f" [{exc.field}]" if exc.field else ""
+        err_console.print(
+            f"[bold red]error:[/] {exc.message}{where} ({exc.code})",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -364,7 +364,6 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("agreement_id", sa.UUID(), nullable=True),
         sa.Column("statement_hash", sa.String(length=64), nullable=True),
-        sa.Column("statement", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column("no_accrual_reason", sa.Text(), nullable=True),
         sa.Column(
             "created_at",

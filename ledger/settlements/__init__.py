@@ -1,0 +1,1 @@
+"""ledger.settlements: on-chain anchoring records, claims and reconciliation."""
