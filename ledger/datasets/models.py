@@ -137,3 +137,30 @@ class Dispute(SQLModel, table=True):
     opened_at: datetime | None = Field(default=None, sa_column=tstz(server_now=True))
     resolved_at: datetime | None = Field(default=None, sa_column=tstz(nullable=True))
     resolved_by: str | None = Field(default=None, sa_column=address_col(nullable=True))
+
+
+class DatasetTerms(SQLModel, table=True):
+    """The terms of one version, kept for good: what each confirmation signed.
+
+    ``dataset`` holds the current terms; this table keeps every version (including the
+    current one) so an old signature can always be re-verified and a signature over
+    superseded terms is recognised as stale rather than merely invalid. Co-owners and
+    shares of a version live in ``dataset_co_owner``.
+    """
+
+    __tablename__ = "dataset_terms"
+
+    dataset_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
+    )
+    terms_version: int = Field(sa_column=Column(Integer, primary_key=True))
+    content_root: str = Field(sa_column=hex64_col())
+    licence: str = Field(sa_column=Column(String(200), nullable=False))
+    terms_document_sha256: str | None = Field(default=None, sa_column=hex64_col(nullable=True))
+    terms_hash: str = Field(sa_column=hex64_col())
+    allowed_uses: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    valid_from: datetime = Field(sa_column=tstz())
+    valid_until: datetime | None = Field(default=None, sa_column=tstz(nullable=True))
+    file_count: int = Field(sa_column=Column(Integer, nullable=False))
+    total_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime | None = Field(default=None, sa_column=tstz(server_now=True))

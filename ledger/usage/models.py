@@ -19,6 +19,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
+    Index,
     Integer,
     SmallInteger,
     String,
@@ -78,11 +79,13 @@ class RetrievalEvent(SQLModel, table=True):
 
 
 class RetrievalChunk(SQLModel, table=True):
+    """One retrieved chunk of a retrieval event. ``retrieval_id`` is the event's id but
+    deliberately not a foreign key (migration 0005): chunks are inserted only with
+    their event, in one statement, and usage rows are never updated or deleted."""
+
     __tablename__ = "usage_retrieval_chunk"
 
-    retrieval_id: int = Field(
-        sa_column=Column(BigInteger, ForeignKey("usage_retrieval_event.id"), primary_key=True)
-    )
+    retrieval_id: int = Field(sa_column=Column(BigInteger, primary_key=True))
     rank: int = Field(sa_column=Column(SmallInteger, primary_key=True))
     dataset_id: uuid.UUID = Field(sa_column=uuid_col())
     chunk_id: str = Field(sa_column=Column(String(200), nullable=False))
@@ -113,6 +116,7 @@ class QuarantinedEvent(SQLModel, table=True):
 
     __tablename__ = "usage_quarantine"
     __table_args__ = (
+        Index("ix_usage_quarantine_model_event", "model_id", "event_id"),
         CheckConstraint("kind IN ('training', 'retrieval')", name="ck_quarantine_kind"),
         CheckConstraint(
             "review_state IN ('open', 'dismissed', 'resubmitted')", name="ck_quarantine_review"
