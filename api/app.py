@@ -46,4 +46,6 @@ def create_app() -> FastAPI:
 
 def _v1_routers() -> list[APIRouter]:
     # Each domain router registers here as it lands.
-    return []
+    from api.routers import jobs, me, periods
+
+    return [me.router, periods.router, jobs.router]
