@@ -1,0 +1,1 @@
+"""ledger.reports: finance exports of closed statements and the journal (see service.py)."""
