@@ -93,6 +93,16 @@ class Settings(BaseSettings):
     chain_rpc_timeout_s: float = 30.0
     # Gas limit = estimate * (1 + margin); estimates can fall short when state moves.
     chain_gas_margin_bps: int = 2_000
+    # Token base units per currency minor unit for settlements. Unset: 10 ** (token decimals −
+    # currency exponent), and a token with fewer decimals than the currency is refused. Set it
+    # only for a deliberately different scale; owners then verify with the same value.
+    chain_units_per_minor: int | None = Field(default=None, ge=1)
+    # The claim indexer and reconciliation read event logs in ranges of at most this many
+    # blocks (many RPC providers cap eth_getLogs ranges).
+    chain_log_block_range: int = Field(default=2_000, ge=1)
+    # Tests only: the name of a point where the process exits abruptly to simulate a crash
+    # (``after_publish_sent``: right after the publish transaction's hash is committed).
+    fault: str | None = None
 
     log_json: bool = False
 
