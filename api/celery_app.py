@@ -33,6 +33,14 @@ def create_celery_app() -> Celery:
         database_table_names={"task": "celery_taskmeta", "group": "celery_groupmeta"},
         timezone="UTC",
         enable_utc=True,
+        # Periodic chain work, run by the worker started with --beat (one per deployment).
+        beat_schedule={
+            "index-claims": {
+                "task": "usefirst.index_claims",
+                "schedule": settings.index_interval_s,
+            },
+            "reconcile": {"task": "usefirst.reconcile", "schedule": settings.reconcile_interval_s},
+        },
     )
     if settings.effective_broker_url.startswith("sqla+"):
         # The SQL transport polls the queue table. Its transport options go straight

@@ -79,19 +79,70 @@ def close_period(period_id: str, job_id: str | None = None, anchor: bool = True)
     return result
 
 
-@celery_app.task(name="usefirst.anchor_period", acks_late=True, **RETRY)
-def anchor_period(period_id: str, job_id: str | None = None) -> dict[str, Any]:
-    """Prepare, publish and confirm the settlement of a closed period (idempotent)."""
+def _jsonable(value: Any) -> Any:
+    """A dataclass outcome as JSON-friendly data (UUIDs and big ints as strings)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)
+    return value
+
+
+def _chain_transient() -> tuple[type[BaseException], ...]:
+    from contracts.errors import ChainUnavailable, ConfirmationTimeout
+
+    return (ChainUnavailable, ConfirmationTimeout)
+
+
+@celery_app.task(name="usefirst.anchor_period", bind=True, acks_late=True, **RETRY)
+def anchor_period(self: Any, period_id: str, job_id: str | None = None) -> dict[str, Any]:
+    """Prepare, publish and confirm the settlement of a closed period.
+
+    Idempotent and restartable: the publish tx hash is committed before waiting, and
+    a rerun checks the chain instead of publishing twice.
+    """
     from ledger.settlements import service as settlements
 
     jobs.mark(job_id, state="running", progress={"step": "anchoring"})
+
+    def progress(step: str, message: str) -> None:
+        jobs.mark(job_id, progress={"step": step, "message": message})
+
     try:
-        outcome = settlements.anchor_period(uuid.UUID(period_id))
+        outcome = settlements.anchor_period(uuid.UUID(period_id), progress=progress)
+    except _chain_transient() as exc:
+        jobs.mark(job_id, progress={"step": "waiting for the chain", "message": str(exc)})
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
     except DomainError as exc:
         jobs.mark(job_id, state="failed", error=f"{exc.code}: {exc.message}")
         raise
-    result = (
-        outcome if isinstance(outcome, dict) else {"period_id": period_id, "outcome": str(outcome)}
+    result = _jsonable(outcome)
+    jobs.mark(
+        job_id, state="succeeded", progress={"step": result.get("period_state")}, result=result
     )
-    jobs.mark(job_id, state="succeeded", progress={"step": "anchored"}, result=result)
-    return result
+    return dict(result)
+
+
+@celery_app.task(name="usefirst.index_claims", acks_late=True, **RETRY)
+def index_claims() -> dict[str, Any]:
+    """Periodic: record new ``Claimed`` events, post payouts, mark paid periods."""
+    from ledger.settlements import service as settlements
+
+    return dict(_jsonable(settlements.index_claims()))
+
+
+@celery_app.task(name="usefirst.reconcile", acks_late=True, **RETRY)
+def reconcile() -> dict[str, Any]:
+    """Periodic: compare ledger and chain; differences become findings, never errors."""
+    from ledger.settlements import service as settlements
+
+    report = settlements.reconcile()
+    return dict(_jsonable(report))

@@ -64,6 +64,7 @@ __all__ = [
     "DatasetRecord",
     "DatasetRegistration",
     "PublishedSettlement",
+    "SettlementReader",
     "SettlementRecord",
     "SettlementStatus",
     "UsefirstChain",
@@ -260,6 +261,8 @@ class ClaimEvent:
     token: str
     tx_hash: str
     block_number: int
+    # (tx_hash, log_index) identifies the event.
+    log_index: int
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,98 @@ class ClaimManyResult:
     paid_lines: int
     # (settlement id, account, amount units) of each line paid by this transaction.
     paid: tuple[tuple[bytes, str, int], ...]
+
+
+class SettlementReader:
+    """Read-only access to a RoyaltySettlement contract: no keys, no deployment record.
+
+    What an owner needs to verify a line with nothing but an RPC URL and the contract address;
+    :class:`UsefirstChain` reads through it too.
+    """
+
+    def __init__(self, w3: Web3, address: str) -> None:
+        self.w3 = w3
+        self.contract: Contract = w3.eth.contract(
+            address=to_checksum_address(address), abi=get_contract(SETTLEMENT).abi
+        )
+
+    def get_settlement(self, settlement_id: bytes) -> SettlementRecord | None:
+        """The contract's record of ``settlement_id``, or None if it was never published."""
+        raw = self.contract.functions.getSettlement(_b32(settlement_id)).call()
+        (
+            root,
+            token,
+            total,
+            remaining,
+            statement_hash,
+            settler,
+            published_at,
+            claimable_at,
+            status,
+            sequence,
+        ) = raw
+        if status == SettlementStatus.NONE:
+            return None
+        return SettlementRecord(
+            settlement_id=_b32(settlement_id),
+            merkle_root=bytes(root),
+            token=token,
+            total_units=total,
+            remaining_units=remaining,
+            statement_hash=bytes(statement_hash),
+            settler=settler,
+            published_at=published_at,
+            claimable_at=claimable_at,
+            status=SettlementStatus(status),
+            sequence=sequence,
+        )
+
+    def is_claimed(self, settlement_id: bytes, account: str) -> bool:
+        return bool(
+            self.contract.functions.isClaimed(
+                _b32(settlement_id), to_checksum_address(account)
+            ).call()
+        )
+
+    def verify_line(
+        self, settlement_id: bytes, account: str, amount_units: int, proof: Sequence[bytes]
+    ) -> bool:
+        """Whether the contract accepts ``(account, amount_units)`` with ``proof`` (a view call)."""
+        return bool(
+            self.contract.functions.verifyLine(
+                _b32(settlement_id), to_checksum_address(account), amount_units, list(proof)
+            ).call()
+        )
+
+    def token_decimals(self, token: str) -> int:
+        """``decimals()`` of an ERC20: one whole token is ``10 ** decimals`` base units."""
+        erc20 = self.w3.eth.contract(
+            address=to_checksum_address(token), abi=get_contract(TOKEN).abi
+        )
+        return int(erc20.functions.decimals().call())
+
+    def claim_events(
+        self, from_block: int, to_block: int | str = "latest", settlement_id: bytes | None = None
+    ) -> list[ClaimEvent]:
+        """``Claimed`` events in ``[from_block, to_block]``, optionally of one settlement, in
+        chain order. One ``eth_getLogs``: callers keep the range within what their node serves.
+        """
+        filters = {} if settlement_id is None else {"settlementId": _b32(settlement_id)}
+        logs = self.contract.events.Claimed().get_logs(
+            from_block=from_block, to_block=to_block, argument_filters=filters
+        )
+        return [
+            ClaimEvent(
+                settlement_id=bytes(log["args"]["settlementId"]),
+                account=log["args"]["account"],
+                amount_units=log["args"]["amount"],
+                token=log["args"]["token"],
+                tx_hash=_hex(log["transactionHash"]),
+                block_number=log["blockNumber"],
+                log_index=log["logIndex"],
+            )
+            for log in logs
+        ]
 
 
 class UsefirstChain:
@@ -291,10 +386,8 @@ class UsefirstChain:
             address=to_checksum_address(deployment.registry_address),
             abi=get_contract(REGISTRY).abi,
         )
-        self.settlement: Contract = w3.eth.contract(
-            address=to_checksum_address(deployment.settlement_address),
-            abi=get_contract(SETTLEMENT).abi,
-        )
+        self.reader = SettlementReader(w3, deployment.settlement_address)
+        self.settlement: Contract = self.reader.contract
         self.token_address = to_checksum_address(deployment.token_address)
         # Approve-then-publish must not interleave for one settler, or a second approval could
         # overwrite the allowance the first publication relies on.
@@ -325,7 +418,7 @@ class UsefirstChain:
             if record is None:
                 raise DeploymentError(
                     f"no deployment record for chain {chain_id} in {settings.deployments_dir}; "
-                    "deploy first (UsefirstChain.connect(deploy=True))"
+                    "deploy first (`usefirst deploy`, or UsefirstChain.connect(deploy=True))"
                 )
             gone = missing_code(w3, record)
             if gone:
@@ -348,9 +441,18 @@ class UsefirstChain:
         """``account``'s balance of ``token`` in base units."""
         return int(self.token(token).functions.balanceOf(to_checksum_address(account)).call())
 
+    def token_decimals(self, token: str | None = None) -> int:
+        """``decimals()`` of ``token`` (the deployment's token by default)."""
+        return self.reader.token_decimals(token or self.token_address)
+
+    @property
+    def is_local(self) -> bool:
+        """The local development chain, where the deployer owns and can mint the token."""
+        return self.chain_id == self.settings.anvil_chain_id and TOKEN in self.deployment.contracts
+
     def mint_test_tokens(self, to: str, amount_units: int) -> TxResult:
         """Mint RoyaltyToken on the local chain (the deployer owns it). Raises elsewhere."""
-        if self.chain_id != self.settings.anvil_chain_id or TOKEN not in self.deployment.contracts:
+        if not self.is_local:
             raise ChainConfigError("test tokens can only be minted on the local chain")
         fn = self.token().functions.mint(to_checksum_address(to), amount_units)
         return self.transactor.send(self.keys.deployer, fn)
@@ -450,34 +552,12 @@ class UsefirstChain:
 
     def get_settlement(self, settlement_id: bytes) -> SettlementRecord | None:
         """The contract's record of ``settlement_id``, or None if it was never published."""
-        raw = self.settlement.functions.getSettlement(_b32(settlement_id)).call()
-        (
-            root,
-            token,
-            total,
-            remaining,
-            statement_hash,
-            settler,
-            published_at,
-            claimable_at,
-            status,
-            sequence,
-        ) = raw
-        if status == SettlementStatus.NONE:
-            return None
-        return SettlementRecord(
-            settlement_id=_b32(settlement_id),
-            merkle_root=bytes(root),
-            token=token,
-            total_units=total,
-            remaining_units=remaining,
-            statement_hash=bytes(statement_hash),
-            settler=settler,
-            published_at=published_at,
-            claimable_at=claimable_at,
-            status=SettlementStatus(status),
-            sequence=sequence,
-        )
+        return self.reader.get_settlement(settlement_id)
+
+    @property
+    def settlement_from_block(self) -> int:
+        """The block the RoyaltySettlement contract was deployed in (no event is older)."""
+        return self.deployment.contracts[SETTLEMENT].block_number
 
     def find_publish(self, settlement_id: bytes) -> PublishedSettlement | None:
         """What the chain knows about ``settlement_id``: None if it was never published.
@@ -513,14 +593,15 @@ class UsefirstChain:
         *,
         token: str | None = None,
         on_sent: OnSent | None = None,
+        on_approve_sent: OnSent | None = None,
     ) -> PublishedSettlement:
         """Approve (when the allowance is short) and publish a funded settlement.
 
         Idempotent: if the id is already on chain with the same root, total, token and statement
         hash, nothing is sent and the existing publication is returned; with different contents
         it raises SettlementConflict. ``on_sent`` receives the publish transaction's hash as soon
-        as the node accepted it. Raises ContractRevert (nothing sent) when the settler lacks
-        funds or the role.
+        as the node accepted it (``on_approve_sent`` the approval's, when one is sent). Raises
+        ContractRevert (nothing sent) when the settler lacks funds or the role.
         """
         settlement_id = _b32(settlement_id)
         merkle_root = _b32(merkle_root)
@@ -529,7 +610,7 @@ class UsefirstChain:
         with self._publish_lock:
             existing = self.find_publish(settlement_id)
             if existing is not None:
-                self._check_same(
+                self.check_publication(
                     existing.record, merkle_root, total_units, token_address, statement_hash
                 )
                 return existing
@@ -540,7 +621,7 @@ class UsefirstChain:
                 self.transactor.send(
                     settler,
                     erc20.functions.approve(self.settlement.address, total_units),
-                    # Inclusion is enough: publish only needs the allowance in its own block.
+                    on_sent=on_approve_sent,
                 )
             fn = self.settlement.functions.publish(
                 settlement_id, merkle_root, total_units, token_address, statement_hash
@@ -554,7 +635,7 @@ class UsefirstChain:
                 raced = self.find_publish(settlement_id)
                 if raced is None:  # pragma: no cover - the contract just said it exists
                     raise
-                self._check_same(
+                self.check_publication(
                     raced.record, merkle_root, total_units, token_address, statement_hash
                 )
                 return raced
@@ -566,9 +647,11 @@ class UsefirstChain:
         )
 
     @staticmethod
-    def _check_same(
+    def check_publication(
         record: SettlementRecord, root: bytes, total: int, token: str, statement_hash: bytes
     ) -> None:
+        """Raise SettlementConflict naming each field where ``record`` differs from the
+        publication the caller means (root, total, token, statement hash)."""
         differences = []
         if record.merkle_root != root:
             differences.append(f"root {_hex(record.merkle_root)} on chain vs {_hex(root)}")
@@ -604,40 +687,25 @@ class UsefirstChain:
     # --- claims --------------------------------------------------------------------------
 
     def is_claimed(self, settlement_id: bytes, account: str) -> bool:
-        return bool(
-            self.settlement.functions.isClaimed(
-                _b32(settlement_id), to_checksum_address(account)
-            ).call()
-        )
+        return self.reader.is_claimed(settlement_id, account)
 
     def verify_line(
         self, settlement_id: bytes, account: str, amount_units: int, proof: Sequence[bytes]
     ) -> bool:
         """Whether the contract accepts ``(account, amount_units)`` with ``proof`` (a view call)."""
-        return bool(
-            self.settlement.functions.verifyLine(
-                _b32(settlement_id), to_checksum_address(account), amount_units, list(proof)
-            ).call()
-        )
+        return self.reader.verify_line(settlement_id, account, amount_units, proof)
 
     def claims(self, settlement_id: bytes) -> list[ClaimEvent]:
-        """Every line paid from ``settlement_id``, from the ``Claimed`` events (for reconciling
-        the ledger against the chain), in chain order."""
-        logs = self.settlement.events.Claimed().get_logs(
-            from_block=self.deployment.from_block,
-            argument_filters={"settlementId": _b32(settlement_id)},
-        )
-        return [
-            ClaimEvent(
-                settlement_id=bytes(log["args"]["settlementId"]),
-                account=log["args"]["account"],
-                amount_units=log["args"]["amount"],
-                token=log["args"]["token"],
-                tx_hash=_hex(log["transactionHash"]),
-                block_number=log["blockNumber"],
-            )
-            for log in logs
-        ]
+        """Every line paid from ``settlement_id``, from the ``Claimed`` events since deployment,
+        in chain order (one log query; on long-lived chains use :meth:`claim_events` in bounded
+        block ranges)."""
+        return self.reader.claim_events(self.settlement_from_block, "latest", settlement_id)
+
+    def claim_events(
+        self, from_block: int, to_block: int | str = "latest", settlement_id: bytes | None = None
+    ) -> list[ClaimEvent]:
+        """``Claimed`` events of every settlement (or one) in ``[from_block, to_block]``."""
+        return self.reader.claim_events(from_block, to_block, settlement_id)
 
     def claim(
         self,

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # Tests only: fsync off for the throwaway embedded cluster.
     pg_unsafe_fast: bool = False
     worker_concurrency: int = 2
+    # Periodic tasks (Celery beat inside the embedded worker).
+    worker_beat: bool = True
+    index_interval_s: float = 15.0
+    reconcile_interval_s: float = 300.0
     service_start_timeout_s: float = 60.0
 
     # Chain behaviour.

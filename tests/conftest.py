@@ -25,6 +25,8 @@ os.environ.setdefault("USEFIRST_ANVIL_PORT", "18555")
 os.environ.setdefault("USEFIRST_PG_DATABASE", "usefirst_test")
 os.environ.setdefault("USEFIRST_PG_UNSAFE_FAST", "1")
 os.environ.setdefault("USEFIRST_ANVIL_STATE_INTERVAL_S", "30")
+# Periodic chain tasks would race the tests that index and reconcile explicitly.
+os.environ.setdefault("USEFIRST_WORKER_BEAT", "0")
 
 from eth_account import Account  # noqa: E402
 from eth_account.signers.local import LocalAccount  # noqa: E402

@@ -11,8 +11,9 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from api.cli import datasets, periods, services
+from api.cli import chain, datasets, jobs, periods, reports, services
 from api.embedded.process import SetupError
 from ledger.errors import DomainError
 
@@ -25,6 +26,9 @@ app = typer.Typer(
 services.register(app)
 datasets.register(app)
 periods.register(app)
+reports.register(app)
+chain.register(app)
+jobs.register(app)
 
 err_console = Console(stderr=True)
 
@@ -34,12 +38,14 @@ def main() -> None:
     try:
         app()
     except SetupError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
     except DomainError as exc:
         where = f" [{exc.field}]" if exc.field else ""
         err_console.print(
-            f"[bold red]error:[/] {exc.message}{where} ({exc.code})",
+            f"[bold red]error:[/] {escape(exc.message + where)} ({exc.code})",
             highlight=False,
             soft_wrap=True,
         )

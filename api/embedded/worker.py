@@ -90,6 +90,11 @@ def start(settings: Settings, name: str = NAME, queues: str | None = None) -> Wo
     ]
     if queues:
         command += ["--queues", queues]
+    if settings.worker_beat and name == NAME:
+        # One scheduler per deployment: only the default worker embeds beat.
+        schedule = settings.run_dir / "celerybeat-schedule"
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        command += ["--beat", "--schedule", str(schedule)]
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
             command,
