@@ -69,6 +69,40 @@ def register(app: typer.Typer) -> None:
         console.print(f"database at revision {current_revision(settings)}")
 
     @app.command()
+    def serve(
+        host: str = typer.Option("127.0.0.1", "--host", help="Bind address."),
+        port: int = typer.Option(8000, "--port", min=1, max=65535),
+        workers: int = typer.Option(
+            0, "--workers", help="Worker processes; 0 = one per CPU core (at least 2)."
+        ),
+        reload: bool = typer.Option(False, "--reload", help="Development: reload on changes."),
+    ) -> None:
+        """Run the HTTP API with uvicorn (JSON logs, request ids)."""
+        import os
+
+        import uvicorn
+
+        from api.embedded.process import SetupError, port_is_free
+
+        if not port_is_free(port, host if host != "0.0.0.0" else "127.0.0.1"):  # noqa: S104
+            raise SetupError(f"port {port} is taken; pass --port with a free port")
+        count = workers or max(2, os.cpu_count() or 1)
+        # Worker processes read settings afresh: structured logs by default when serving.
+        os.environ.setdefault("USEFIRST_LOG_JSON", "1")
+        embedded.check_database(get_settings())
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=1 if reload else count,
+            reload=reload,
+            proxy_headers=True,
+            access_log=False,  # our middleware logs one JSON line per request
+            log_level="info",
+        )
+
+    @app.command()
     def demo() -> None:
         """Run the end-to-end demo on the embedded services."""
         from api.demo import run_demo

@@ -137,3 +137,34 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_serve_answers_health_checks_with_json_logs(services: Settings) -> None:
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*USEFIRST, "serve", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        body = b""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    body = r.read()
+                    break
+            except OSError:
+                time.sleep(0.3)
+        assert json.loads(body) == {"status": "ok"}
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    request_lines = [line for line in output.splitlines() if '"msg": "request"' in line]
+    assert request_lines, output
+    logged = json.loads(request_lines[0])
+    assert logged["path"] == "/healthz" and logged["status"] == 200 and logged["request_id"]
