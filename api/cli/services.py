@@ -103,6 +103,45 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command()
+    def backup(
+        output: str = typer.Option(
+            "", "--output", "-o", help="Archive path (default: usefirst-backup-<time>.tar.gz)."
+        ),
+    ) -> None:
+        """Back up the database (pg_dump) and the contract deployment records."""
+        from datetime import UTC, datetime
+        from pathlib import Path
+
+        from api.backup import create_backup
+
+        settings = get_settings()
+        embedded.check_database(settings)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = Path(output or f"usefirst-backup-{stamp}.tar.gz")
+        manifest = create_backup(settings, target)
+        console.print(
+            f"backup written to {target} (schema {manifest['schema_revision']}, "
+            f"{manifest['database_bytes']} bytes of database, "
+            f"{len(manifest['deployments'])} deployment records)"
+        )
+
+    @app.command()
+    def restore(
+        archive: str = typer.Argument(..., help="A `usefirst backup` archive."),
+        force: bool = typer.Option(False, "--force", help="Replace a non-empty embedded database."),
+    ) -> None:
+        """Restore a backup into this data directory's database (then `usefirst up`)."""
+        from pathlib import Path
+
+        from api.backup import restore_backup
+
+        manifest = restore_backup(get_settings(), Path(archive), force=force)
+        console.print(
+            f"restored {archive} (schema {manifest['schema_revision']}, taken "
+            f"{manifest['created_at']}); run `usefirst up` and `usefirst reconcile` next"
+        )
+
+    @app.command()
     def demo() -> None:
         """Run the end-to-end demo on the embedded services."""
         from api.demo import run_demo
