@@ -40,6 +40,7 @@ def create_celery_app() -> Celery:
                 "schedule": settings.index_interval_s,
             },
             "reconcile": {"task": "usefirst.reconcile", "schedule": settings.reconcile_interval_s},
+            "sweep-jobs": {"task": "usefirst.sweep_jobs", "schedule": 60.0},
         },
     )
     if settings.effective_broker_url.startswith("sqla+"):

@@ -19,7 +19,7 @@ from ledger.db import session_scope
 from ledger.errors import NotFound
 from ledger.ops_models import Job
 
-__all__ = ["Job", "create_job", "get_job", "list_jobs", "mark", "stale_jobs"]
+__all__ = ["Job", "create_job", "get_job", "list_jobs", "mark", "stale_jobs", "utcnow"]
 from ledger.types import utcnow
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
@@ -65,8 +65,9 @@ def mark(job_id: str | None, **fields: Any) -> None:
         session.execute(update(Job).where(col(Job.id) == job_id).values(**fields))
 
 
-def stale_jobs(session: Session) -> list[Job]:
-    cutoff = utcnow() - STALE_AFTER
+def stale_jobs(session: Session, stale_after: timedelta = STALE_AFTER) -> list[Job]:
+    """Queued or running jobs whose row was not touched for ``stale_after``."""
+    cutoff = utcnow() - stale_after
     return list(
         session.execute(
             select(Job).where(

@@ -53,10 +53,11 @@ def close_period(period_id: str, job_id: str | None = None, anchor: bool = True)
     from ledger.periods.close import begin_close, finish_close
 
     pid = uuid.UUID(period_id)
-    jobs.mark(job_id, state="running", progress={"step": "closing"}, attempts=1)
+    jobs.mark(job_id, state="running", progress={"step": "closing"})
     try:
         with session_scope() as session:
             begin_close(session, pid)
+        _fault_point("close_after_begin")
         with session_scope() as session:
             outcome = finish_close(session, pid)
     except DomainError as exc:
@@ -77,6 +78,14 @@ def close_period(period_id: str, job_id: str | None = None, anchor: bool = True)
     else:
         jobs.mark(job_id, state="succeeded", progress={"step": "closed"}, result=result)
     return result
+
+
+def _fault_point(name: str) -> None:
+    """Tests only: die here (like a SIGKILL) when USEFIRST_FAULT names this point."""
+    from ledger.settings import get_settings
+
+    if get_settings().fault == name:
+        os._exit(137)
 
 
 def _jsonable(value: Any) -> Any:
@@ -146,3 +155,45 @@ def reconcile() -> dict[str, Any]:
 
     report = settlements.reconcile()
     return dict(_jsonable(report))
+
+
+# Which task resumes a job of each kind (job params are the task's keyword arguments).
+RESUMABLE = {"close_period": "usefirst.close_period", "anchor_period": "usefirst.anchor_period"}
+ATTEMPTS_MAX = 10
+
+
+def resume_stale_jobs(stale_after_s: float | None = None) -> list[str]:
+    """Re-enqueue jobs whose worker vanished (their row went quiet while queued/running).
+
+    With kombu's SQL transport a message taken by a worker that is SIGKILLed is gone,
+    so the job row is what remembers unfinished work. Tasks are idempotent and take
+    locks, so resuming a job that was merely slow is harmless.
+    """
+    from datetime import timedelta
+
+
+    resumed: list[str] = []
+    with session_scope() as session:
+        threshold = jobs.STALE_AFTER if stale_after_s is None else timedelta(seconds=stale_after_s)
+        for job in jobs.stale_jobs(session, threshold):
+            task_name = RESUMABLE.get(job.kind)
+            if task_name is None:
+                continue
+            if job.attempts >= ATTEMPTS_MAX:
+                job.state, job.error = "failed", f"gave up after {job.attempts} attempts"
+                session.add(job)
+                continue
+            job.attempts += 1
+            job.progress = {**job.progress, "resumed": job.attempts}
+            job.updated_at = jobs.utcnow()
+            session.add(job)
+            resumed.append(job.id)
+            params = {k: v for k, v in job.params.items() if k != "kind"}
+            celery_app.send_task(task_name, kwargs={**params, "job_id": job.id})
+    return resumed
+
+
+@celery_app.task(name="usefirst.sweep_jobs")
+def sweep_jobs() -> dict[str, Any]:
+    """Periodic: resume orphaned jobs (see :func:`resume_stale_jobs`)."""
+    return {"resumed": resume_stale_jobs()}

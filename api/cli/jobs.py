@@ -76,3 +76,16 @@ def show(job_id: str) -> None:
             "error": job.error,
         }
     typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+@jobs_app.command("resume")
+def resume(
+    stale_after_s: float = typer.Option(
+        300.0, "--stale-after", help="Resume jobs silent for this many seconds."
+    ),
+) -> None:
+    """Re-enqueue queued/running jobs whose worker vanished (the beat does this every minute)."""
+    from api.tasks import resume_stale_jobs
+
+    resumed = resume_stale_jobs(stale_after_s)
+    console.print(f"resumed {len(resumed)} job(s)" + (": " + ", ".join(resumed) if resumed else ""))
