@@ -9,13 +9,18 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test bench lint typecheck install up down status clean
+.PHONY: demo test bench lint typecheck install browser up down status clean
 
 demo: install
 	$(VENV)/bin/usefirst demo
 
-test: install lint typecheck
+test: install browser lint typecheck
 	$(PY) -m pytest tests
+
+# The dashboard tests drive Debian's Chromium through Playwright, which never downloads
+# a browser of its own.
+browser:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 # Benchmarks write their figures into docs/BENCHMARKS.md (never timed assertions in tests).
 BENCHMARKS := scripts/bench_close.py scripts/bench_gas.py scripts/bench_ingest.py scripts/bench_exports.py

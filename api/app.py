@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from api import ui
 from api.errors import install_error_handlers
 from api.logging_setup import configure_logging
 from api.middleware import BodySizeLimitMiddleware, MiB, RequestContextMiddleware
@@ -41,11 +42,38 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     for router in _v1_routers():
         app.include_router(router, prefix=f"/{API_VERSION}")
+    ui.install(app)
     return app
 
 
 def _v1_routers() -> list[APIRouter]:
     # Each domain router registers here as it lands.
-    from api.routers import jobs, me, periods
+    from api.routers import (
+        accounts,
+        datasets,
+        jobs,
+        lineage,
+        me,
+        models,
+        owners,
+        periods,
+        quarantine,
+        revenue,
+        statements,
+        usage,
+    )
 
-    return [me.router, periods.router, jobs.router]
+    return [
+        me.router,
+        periods.router,
+        jobs.router,
+        usage.router,
+        revenue.router,
+        quarantine.router,
+        lineage.router,
+        accounts.router,
+        owners.router,
+        datasets.router,
+        models.router,
+        statements.router,
+    ]

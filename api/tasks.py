@@ -171,7 +171,6 @@ def resume_stale_jobs(stale_after_s: float | None = None) -> list[str]:
     """
     from datetime import timedelta
 
-
     resumed: list[str] = []
     with session_scope() as session:
         threshold = jobs.STALE_AFTER if stale_after_s is None else timedelta(seconds=stale_after_s)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from api.cli import chain, datasets, jobs, periods, reports, services
+from api.cli import admin, chain, datasets, jobs, owner, periods, reports, services
 from api.embedded.process import SetupError
 from ledger.errors import DomainError
 
@@ -29,6 +29,8 @@ periods.register(app)
 reports.register(app)
 chain.register(app)
 jobs.register(app)
+admin.register(app)
+owner.register(app)
 
 err_console = Console(stderr=True)
 

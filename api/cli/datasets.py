@@ -32,7 +32,7 @@ dataset_app = typer.Typer(
 err_console = Console(stderr=True)
 
 
-def _fingerprint_with_progress(path: Path) -> Fingerprint:
+def fingerprint_with_progress(path: Path) -> Fingerprint:
     with Progress(
         TextColumn("[bold]fingerprint[/] {task.description}"),
         BarColumn(),
@@ -72,7 +72,7 @@ def fingerprint(
         err_console.print(f"[bold red]error:[/] {path} does not exist", soft_wrap=True)
         raise typer.Exit(2)
     try:
-        result = _fingerprint_with_progress(path)
+        result = fingerprint_with_progress(path)
     except (OSError, DomainError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

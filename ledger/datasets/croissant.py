@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -129,6 +129,17 @@ def _content_size(value: Any) -> int | None:
     return int(size) if size == size.to_integral_value() else None
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether any key or string in a JSON value contains U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 def parse_croissant(document: Mapping[str, Any] | str | bytes) -> CroissantImport:
     """Read a Croissant JSON-LD document (module doc); raise ValidationFailed with field
     paths like ``croissant/distribution/2/sha256`` for anything that cannot be imported."""
@@ -144,6 +155,13 @@ def parse_croissant(document: Mapping[str, Any] | str | bytes) -> CroissantImpor
     if not isinstance(document, Mapping):
         raise ValidationFailed(
             "the Croissant document must be a JSON object",
+            field="croissant",
+            code="croissant_invalid",
+        )
+    if _holds_nul(document):
+        # PostgreSQL (jsonb) cannot store U+0000, and no real description needs it.
+        raise ValidationFailed(
+            "the Croissant document contains the NUL character (U+0000); remove it",
             field="croissant",
             code="croissant_invalid",
         )
@@ -221,3 +239,32 @@ def parse_croissant(document: Mapping[str, Any] | str | bytes) -> CroissantImpor
         notes=tuple(notes),
         document=dict(document),
     )
+
+
+def registration_fields(
+    document: Mapping[str, Any] | str | bytes | None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    licence: str | None = None,
+    files: Sequence[ManifestEntry | Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``register_dataset`` arguments: what the caller gave, else what the Croissant
+    ``document`` says (name, description, licence, files), plus the document itself.
+
+    Missing values become empty ones, which registration refuses with a precise code
+    (``name_required``, ``licence_required``, ``manifest_empty``). Raises ValidationFailed
+    as :func:`parse_croissant` does.
+    """
+    imported = parse_croissant(document) if document is not None else None
+    return {
+        "name": name if name is not None else ((imported.name or "") if imported else ""),
+        "description": (
+            description
+            if description is not None
+            else ((imported.description or "") if imported else "")
+        ),
+        "licence": licence if licence is not None else (imported.licence if imported else None),
+        "files": files if files is not None else (imported.files if imported else ()),
+        "croissant": imported.document if imported else None,
+    }

@@ -27,7 +27,7 @@ finance already upheld a dispute between the same two datasets over the same roo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +48,17 @@ from ledger.datasets.models import (
     Dispute,
 )
 from ledger.errors import ErrorCollector, NotFound, StateError, ValidationFailed
-from ledger.owners.service import UNSET, _Unset, address_problem, ensure_owner, get_owner
+from ledger.owners.models import Owner
+from ledger.owners.service import (
+    UNSET,
+    _Unset,
+    address_problem,
+    check_no_nul,
+    ensure_owner,
+    get_owner,
+    get_owner_by_address,
+    normalize_address,
+)
 from ledger.rights.eip712 import USE_BITS
 from ledger.rights.models import RightsSignature
 from ledger.types import BPS_DENOMINATOR, utcnow
@@ -222,6 +232,7 @@ def _co_owner_shares(
             else:
                 shares[checksummed] = share if isinstance(share, int) else 0
                 names[checksummed] = name if isinstance(name, str) else None
+                check_no_nul(errors, f"{where}/display_name", name)
         if isinstance(share, bool) or not isinstance(share, int) or not 0 < share <= 10_000:
             errors.add(
                 f"{where}/share_bps",
@@ -402,6 +413,7 @@ def _check_text(errors: ErrorCollector, field: str, value: object, max_len: int)
             f"{field}_too_long",
             f"{field} has {len(text_value)} characters; at most {max_len} are allowed",
         )
+    check_no_nul(errors, field, text_value)
     return text_value
 
 
@@ -719,6 +731,46 @@ def _write_version(
         )
     )
     session.flush()
+
+
+def registrant_owner(
+    session: Session,
+    registrant: str,
+    co_owners: Sequence[CoOwnerShare | Mapping[str, Any]],
+    *,
+    controlled: Collection[str] | None,
+) -> Owner:
+    """The owner record that registers a dataset for a caller.
+
+    ``registrant`` must be one of ``controlled`` (the addresses linked to the caller's
+    account; None for an operator at the command line, whose registrant is created if new)
+    and one of ``co_owners``, so whoever registers a dataset can see and change it.
+    Raises ValidationFailed ``address_*``, ``registrant_not_yours``, ``registrant_not_co_owner``.
+    """
+    address = normalize_address(registrant, "registrant")
+    if controlled is not None and address not in controlled:
+        raise ValidationFailed(
+            f"registrant {address} is not one of your owner addresses; link it first "
+            "(POST /v1/owners/addresses) or register with an address you have linked",
+            field="registrant",
+            code="registrant_not_yours",
+        )
+    named = {
+        str(c.address if isinstance(c, CoOwnerShare) else c.get("address", "")).lower()
+        for c in co_owners
+    }
+    if address.lower() not in named:
+        raise ValidationFailed(
+            f"registrant {address} is not among the co_owners; name it with its share, so "
+            "the registrant can see and change the dataset",
+            field="registrant",
+            code="registrant_not_co_owner",
+        )
+    if controlled is None:
+        return ensure_owner(session, address)
+    owner = get_owner_by_address(session, address)
+    assert owner is not None  # a controlled address has an owner record
+    return owner
 
 
 def register_dataset(

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from ledger.currencies import currency_exponent, normalize_currency
 from ledger.errors import ErrorCollector, Forbidden, NotFound, ValidationFailed
 from ledger.models.models import Agreement, Model
-from ledger.owners.service import get_account
+from ledger.owners.service import check_no_nul, get_account
 from ledger.types import AMOUNT_MINOR_MAX, BPS_DENOMINATOR
 
 MODEL_KINDS = ("model", "rag_app")
@@ -49,6 +49,8 @@ def create_model(
         errors.add("kind", "kind_invalid", f"kind {kind!r} must be one of {', '.join(MODEL_KINDS)}")
     if not isinstance(description, str):
         errors.add("description", "description_invalid", "description must be a string")
+    check_no_nul(errors, "name", clean_name)
+    check_no_nul(errors, "description", description)
     errors.raise_if_any()
     account = get_account(session, account_id)
     if account.role != "model_team" or account.disabled_at is not None:

@@ -24,6 +24,7 @@ from ledger.journal import service as journal
 from ledger.models.models import Model
 from ledger.periods import service as periods
 from ledger.revenue.models import RevenueEvent
+from ledger.revenue.queries import revenue_by_ref
 from ledger.types import AMOUNT_MINOR_MAX, utcnow
 
 EXTERNAL_REF_LENGTH_MAX: Final = 200
@@ -59,7 +60,7 @@ def record_revenue(
     session.flush()
 
     # A replay is answered from the stored event, even after its period closed.
-    stored = _by_ref(session, model_id, external_ref)
+    stored = revenue_by_ref(session, model_id, external_ref)
     if stored is not None:
         return _replayed(stored, request_hash, amount_minor, currency, occurred_at)
 
@@ -116,7 +117,7 @@ def record_revenue(
     ).scalar_one_or_none()
     if event_id is None:
         # A concurrent recorder of the same reference committed first.
-        raced = _by_ref(session, model_id, external_ref)
+        raced = revenue_by_ref(session, model_id, external_ref)
         assert raced is not None
         return _replayed(raced, request_hash, amount_minor, currency, occurred_at)
 
@@ -187,14 +188,6 @@ def _validate(amount_minor: int, currency: str, external_ref: str, occurred_at: 
 def _request_hash(amount_minor: int, currency: str, occurred_at: datetime) -> str:
     instant = occurred_at.astimezone(UTC).isoformat()
     return hashlib.sha256(f"{amount_minor}|{currency}|{instant}".encode()).hexdigest()
-
-
-def _by_ref(session: Session, model_id: uuid.UUID, external_ref: str) -> RevenueEvent | None:
-    event_id = session.execute(
-        text("SELECT id FROM revenue_event WHERE model_id = :model AND external_ref = :ref"),
-        {"model": model_id, "ref": external_ref},
-    ).scalar_one_or_none()
-    return None if event_id is None else session.get(RevenueEvent, event_id)
 
 
 def _replayed(

@@ -57,6 +57,14 @@ MESSAGE_TYPES: dict[str, list[dict[str, str]]] = {
 }
 
 
+EIP712_DOMAIN_FIELDS: list[dict[str, str]] = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
 @dataclass(frozen=True)
 class Eip712Domain:
     name: str
@@ -141,3 +149,26 @@ def revocation_signable(domain: Eip712Domain, revocation: RightsRevocation) -> S
 
 def typehash(type_string: str) -> bytes:
     return keccak(text=type_string)
+
+
+def typed_data_document(
+    domain: Eip712Domain, primary_type: str, message: dict[str, Any]
+) -> dict[str, Any]:
+    """The complete ``eth_signTypedData_v4`` document for ``message`` (JSON-ready).
+
+    ``bytes`` values become ``0x`` hex; integers stay integers (JSON numbers are exact in
+    Python, and wallets accept them). Signing this document with any EIP-712 wallet gives
+    the signature the ledger and DatasetRegistry verify.
+    """
+    return {
+        "types": {
+            "EIP712Domain": EIP712_DOMAIN_FIELDS,
+            primary_type: MESSAGE_TYPES[primary_type],
+        },
+        "primaryType": primary_type,
+        "domain": domain.as_dict(),
+        "message": {
+            key: "0x" + value.hex() if isinstance(value, bytes) else value
+            for key, value in message.items()
+        },
+    }

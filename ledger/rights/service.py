@@ -53,6 +53,7 @@ from ledger.rights.eip712 import (
     confirmation_signable,
     dataset_id_bytes32,
     revocation_signable,
+    typed_data_document,
 )
 from ledger.rights.models import RightsSignature, SignerNonce
 from ledger.rights.signatures import (
@@ -256,6 +257,20 @@ def _prepare(
             code="nonce_used",
         )
 
+    _check_signable(session, dataset, checksummed)
+    return _Submission(
+        dataset=dataset,
+        signer=checksummed,
+        signature=raw,
+        nonce=nonce,
+        domain=expected,
+        at=moment_of(at),
+        chain=chain or Web3ChainReader.from_settings(),
+    )
+
+
+def _check_signable(session: Session, dataset: Dataset, signer: str) -> None:
+    """Raise unless ``signer`` (checksummed) may sign for the dataset now."""
     if dataset.status == "rejected":
         raise StateError(
             f"dataset {dataset.id} was rejected in a dispute; it takes no signatures",
@@ -269,22 +284,13 @@ def _prepare(
             field="dataset_id",
             code="dataset_revoked",
         )
-    if checksummed not in required_signers(session, dataset):
+    if signer not in required_signers(session, dataset):
         raise Forbidden(
-            f"{checksummed} is not a co-owner of dataset {dataset.id} (terms version "
+            f"{signer} is not a co-owner of dataset {dataset.id} (terms version "
             f"{dataset.terms_version}); only its co-owners can confirm or revoke",
             field="signer",
             code="not_co_owner",
         )
-    return _Submission(
-        dataset=dataset,
-        signer=checksummed,
-        signature=raw,
-        nonce=nonce,
-        domain=expected,
-        at=moment_of(at),
-        chain=chain or Web3ChainReader.from_settings(),
-    )
 
 
 def _check_nonce(session: Session, sub: _Submission) -> SignerNonce:
@@ -467,6 +473,74 @@ def submit_revocation(
     return RightsResult(record, sub.dataset, False, _missing(session, sub.dataset))
 
 
+# --- what a wallet signs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TypedData:
+    """The EIP-712 document a co-owner's wallet signs now, and its digest (0x hex)."""
+
+    kind: str  # confirmation | revocation
+    dataset_id: uuid.UUID
+    terms_version: int
+    signer: str
+    nonce: int
+    document: dict[str, Any]
+    digest: str
+
+
+def typed_data_to_sign(
+    session: Session,
+    dataset_id: uuid.UUID,
+    signer: str,
+    kind: str = "confirmation",
+    *,
+    domain: Eip712Domain | None = None,
+) -> TypedData:
+    """What ``signer`` must sign (``eth_signTypedData_v4``) to confirm the current terms
+    or to revoke, with the signer's next nonce, in ``domain`` (default :func:`rights_domain`).
+
+    Refuses what submitting would refuse: ``not_co_owner`` (Forbidden), ``dataset_revoked``,
+    ``dataset_rejected``, and for a confirmation ``already_confirmed``; ``kind_invalid``
+    for a kind other than ``confirmation`` or ``revocation``.
+    """
+    if kind not in ("confirmation", "revocation"):
+        raise ValidationFailed(
+            f"kind {kind!r} must be 'confirmation' or 'revocation'",
+            field="kind",
+            code="kind_invalid",
+        )
+    dataset = get_dataset(session, dataset_id)
+    checksummed = normalize_address(signer, "signer")
+    _check_signable(session, dataset, checksummed)
+    if kind == "confirmation" and checksummed in confirmed_signers(session, dataset):
+        raise Conflict(
+            f"{checksummed} already confirmed terms version {dataset.terms_version} of dataset "
+            f"{dataset.id}; nothing to sign",
+            field="signer",
+            code="already_confirmed",
+        )
+    nonce = signer_next_nonce(session, checksummed)
+    expected = domain or rights_domain()
+    if kind == "confirmation":
+        confirmation = confirmation_message(session, dataset.id, nonce)
+        signable = confirmation_signable(expected, confirmation)
+        document = typed_data_document(expected, "RightsConfirmation", confirmation.message())
+    else:
+        revocation = revocation_message(dataset.id, nonce)
+        signable = revocation_signable(expected, revocation)
+        document = typed_data_document(expected, "RightsRevocation", revocation.message())
+    return TypedData(
+        kind=kind,
+        dataset_id=dataset.id,
+        terms_version=dataset.terms_version,
+        signer=checksummed,
+        nonce=nonce,
+        document=document,
+        digest="0x" + typed_data_digest(signable).hex(),
+    )
+
+
 # --- disputes -------------------------------------------------------------------------
 
 
@@ -504,9 +578,15 @@ def resolve_dispute(
             field="resolution",
             code="resolution_invalid",
         )
-    if not isinstance(note, str) or not note.strip() or len(note.strip()) > NOTE_MAX:
+    if (
+        not isinstance(note, str)
+        or not note.strip()
+        or len(note.strip()) > NOTE_MAX
+        or "\x00" in note
+    ):
         raise ValidationFailed(
-            f"note must say why, in 1 to {NOTE_MAX} characters; it is kept in the audit trail",
+            f"note must say why, in 1 to {NOTE_MAX} characters (no NUL); it is kept in the "
+            "audit trail",
             field="note",
             code="note_required",
         )

@@ -12,23 +12,37 @@
    window, use not allowed, revoked, not confirmed) and removes those events.
 5. Periods: the periods of the remaining events' months are created if missing and
    locked ``FOR SHARE``; events in periods that are not open are rejected.
-6. Insert: events (``ON CONFLICT DO NOTHING``, in event-id order so concurrent
-   batches lock keys in one order), their chunks, and rollup increments computed
-   from the rows *actually inserted*, in one statement. Events a concurrent batch
-   inserted first are classified as in step 3.
+6. Insert: events (``ON CONFLICT DO NOTHING``, in event-id order, bytewise like the
+   fast path's Python sort, so concurrent batches lock keys in one order) and rollup
+   increments computed from the rows *actually inserted*, in one statement. Events a
+   concurrent batch inserted first are classified as in step 3.
 7. Quarantine: every rejected event goes to ``usage_quarantine`` in one statement,
    unless the same event already waits there for review with the same reason.
 
+Retrieval batches first try a fast path (:func:`_fast_retrievals`), the hot path of
+the HTTP API: one query checks, for the whole batch at once, that no rule can fail
+(every dataset confirmed for RAG over the batch's whole time span, an agreement for
+every month, nothing in the future); the periods are locked as in step 5; then the
+events are ``COPY``-ed in binary straight into ``usage_retrieval_event`` (in event-id
+order) and the rollup increments, counted in Python, are added in one statement. The
+unique primary key is the replay check: if any event id exists already (or a
+concurrent batch inserts one first), the COPY fails, is rolled back to its own
+savepoint, and the batch takes steps 2-7, which classify each event precisely; so
+does a batch in which any rule might fail.
+
 Steps 2-7 run inside a savepoint: if anything fails, the batch leaves nothing behind
-(no events, chunks, rollup increments or quarantine rows), even if the caller goes
-on to commit other work.
+(no events, rollup increments or quarantine rows), even if the caller goes on to
+commit other work.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,10 +57,11 @@ from sqlmodel import Session
 from ledger.errors import NotFound, PayloadTooLarge
 from ledger.periods import service as periods
 from ledger.rights.eip712 import USE_RAG, USE_TRAIN
+from ledger.types import CHUNKS_PER_RETRIEVAL_MAX
+from ledger.usage import pgbinary
 from ledger.usage.schemas import (
     BATCH_EVENTS_MAX,
     ID_LENGTH_MAX,
-    Chunk,
     EventRejected,
     EventResult,
     IngestResult,
@@ -57,6 +72,7 @@ from ledger.usage.schemas import (
     differing_training_fields,
     parse_retrieval,
     parse_training,
+    same_retrieval,
 )
 
 E = TypeVar("E", TrainingEvent, RetrievalEvent)
@@ -71,23 +87,33 @@ class _Kind(Generic[E]):
     use_bit: int
     stage: str
     parse: Callable[[object], E]
+    same: Callable[[E, E], bool]  # two events with one id have the same body
     differing: Callable[[E, E], list[str]]
     stage_ddl: tuple[str, ...]
     copy: Callable[[Cursor[Any], dict[int, E]], None]
     existing_sql: str  # %(model)s; rows (seq, same, stored…); removes them from staging
     rules_sql: str  # %(model)s, %(skew_s)s; rows of broken rules; removes them
     insert_sql: str  # %(model)s; rows (seq) of inserted events; removes them
-    stored: Callable[[Cursor[Any], uuid.UUID, list[Any]], dict[int, E]]
+    stored: Callable[[list[Any]], dict[int, E]]  # rows of existing_sql → stored events
+    # Tries the whole batch at once; False hands it to the staged path (see above).
+    fast: Callable[[_Batch[E], Session, Cursor[Any]], bool] | None = None
 
 
 def run(
-    session: Session, model_id: uuid.UUID, events: Sequence[Mapping[str, Any]], kind: _Kind[E]
+    session: Session,
+    model_id: uuid.UUID,
+    events: Sequence[Any],
+    kind: _Kind[E],
+    rejected: Mapping[int, EventRejected] | None = None,
 ) -> IngestResult:
-    """Ingest one batch of ``kind`` events for ``model_id``; see the module docstring."""
+    """Ingest one batch of ``kind`` events for ``model_id``; see the module docstring.
+    ``rejected``: events already refused while decoding (by index), quarantined as such."""
     if len(events) > BATCH_EVENTS_MAX:
         raise PayloadTooLarge(
             f"a batch holds at most {BATCH_EVENTS_MAX} events, got {len(events)}; split it",
             field="events",
+            code="too_many_events",
+            details={"max_events": BATCH_EVENTS_MAX},
         )
     session.flush()
     try:
@@ -99,8 +125,8 @@ def run(
                 if cursor.fetchone() is None:
                     raise NotFound(f"model {model_id} does not exist", field="model_id")
                 batch: _Batch[E] = _Batch(kind, model_id, events)
-                batch.parse_all()
-                if batch.staged:
+                batch.parse_all(rejected or {})
+                if batch.staged and not (kind.fast and kind.fast(batch, session, cursor)):
                     batch.run_sql(session, cursor)
                 batch.resolve_repeats()
                 batch.quarantine(cursor)
@@ -112,9 +138,7 @@ def run(
 
 
 class _Batch(Generic[E]):
-    def __init__(
-        self, kind: _Kind[E], model_id: uuid.UUID, events: Sequence[Mapping[str, Any]]
-    ) -> None:
+    def __init__(self, kind: _Kind[E], model_id: uuid.UUID, events: Sequence[Any]) -> None:
         self.kind: _Kind[E] = kind
         self.model_id = model_id
         self.events = events
@@ -124,11 +148,13 @@ class _Batch(Generic[E]):
 
     # --- Python side -------------------------------------------------------------------
 
-    def parse_all(self) -> None:
+    def parse_all(self, rejected: Mapping[int, EventRejected]) -> None:
         parse, staged = self.kind.parse, self.staged
         first_by_id: dict[str, int] = {}
         for index, raw in enumerate(self.events):
             try:
+                if rejected and index in rejected:
+                    raise rejected[index]
                 event = parse(raw)
             except EventRejected as error:
                 self.reject(index, error.code, error.message, error.field)
@@ -138,7 +164,7 @@ class _Batch(Generic[E]):
                 staged[index] = event
                 continue
             earlier = staged[first]
-            if earlier.body_hash == event.body_hash:
+            if self.kind.same(earlier, event):
                 self.repeats.append((index, first))
             else:
                 differing = self.kind.differing(earlier, event)
@@ -207,7 +233,7 @@ class _Batch(Generic[E]):
                     row.seq, self.staged[row.seq].event_id, "duplicate"
                 )
         if conflicting:
-            stored = self.kind.stored(cursor, self.model_id, conflicting)
+            stored = self.kind.stored(conflicting)
             for row in conflicting:
                 event = self.staged[row.seq]
                 differing = self.kind.differing(stored[row.seq], event)
@@ -338,13 +364,13 @@ _QUARANTINE_SQL: Final = """
 
 
 def _stage_tables(kind: _Kind[Any]) -> list[str]:
-    return [kind.stage] + (["_uf_stage_chunk"] if kind.name == "retrieval" else [])
+    return [kind.stage]
 
 
-def _existing_sql(stage: str, table: str, stored_columns: str) -> str:
+def _existing_sql(stage: str, table: str, same: str, stored_columns: str) -> str:
     return f"""
         WITH found AS (
-            SELECT s.seq, s.body_hash = e.body_hash AS same, {stored_columns}
+            SELECT s.seq, {same} AS same, {stored_columns}
               FROM {stage} s
               JOIN {table} e ON e.model_id = %(model)s AND e.event_id = s.event_id
         ), gone AS (
@@ -468,9 +494,7 @@ def _copy_training(cursor: Cursor[Any], staged: dict[int, TrainingEvent]) -> Non
             write((seq, *e))
 
 
-def _stored_training(
-    cursor: Cursor[Any], model_id: uuid.UUID, rows: list[Any]
-) -> dict[int, TrainingEvent]:
+def _stored_training(rows: list[Any]) -> dict[int, TrainingEvent]:
     return {
         row.seq: TrainingEvent(
             row.event_id,
@@ -504,7 +528,7 @@ _TRAINING_INSERT: Final = f"""
           FROM {_TRAINING_STAGE} s
           JOIN period p ON p.model_id = %(model)s
                        AND p.starts_at = {_MONTH.format(ts="s.occurred_at")}
-         ORDER BY s.event_id
+         ORDER BY s.event_id COLLATE "C"
             ON CONFLICT (model_id, event_id) DO NOTHING
         RETURNING event_id, period_id, dataset_id, unit, quantity, epochs
     ), done AS (
@@ -520,6 +544,7 @@ TRAINING: Final[_Kind[TrainingEvent]] = _Kind(
     use_bit=USE_TRAIN,
     stage=_TRAINING_STAGE,
     parse=parse_training,
+    same=lambda a, b: a.body_hash == b.body_hash,
     differing=differing_training_fields,
     stage_ddl=(
         f"""
@@ -534,6 +559,7 @@ TRAINING: Final[_Kind[TrainingEvent]] = _Kind(
     existing_sql=_existing_sql(
         _TRAINING_STAGE,
         "usage_training_event",
+        "s.body_hash = e.body_hash",
         "e.event_id, e.run_id, e.dataset_id, e.unit, e.quantity, e.epochs, e.occurred_at",
     ),
     rules_sql=_rules_sql(
@@ -550,42 +576,41 @@ TRAINING: Final[_Kind[TrainingEvent]] = _Kind(
 # --- retrieval ---------------------------------------------------------------------------
 
 _RETRIEVAL_STAGE: Final = "_uf_stage_retrieval"
-_CHUNK_STAGE: Final = "_uf_stage_chunk"
 
 
 def _copy_retrieval(cursor: Cursor[Any], staged: dict[int, RetrievalEvent]) -> None:
-    columns = "seq, event_id, query_id, occurred_at, chunk_count, body_hash"
+    columns = (
+        "seq, event_id, query_id, occurred_at, chunk_count, dataset_ids, chunk_ids, "
+        "chunk_scores, positions"
+    )
     with cursor.copy(f"COPY {_RETRIEVAL_STAGE} ({columns}) FROM STDIN") as copy:
         write = copy.write_row
         for seq, e in staged.items():
-            write((seq, e.event_id, e.query_id, e.occurred_at, len(e.chunks), e.body_hash))
-    columns = "seq, pos, rank, dataset_id, chunk_id, score"
-    with cursor.copy(f"COPY {_CHUNK_STAGE} ({columns}) FROM STDIN") as copy:
-        write = copy.write_row
-        for seq, e in staged.items():
-            for chunk in e.chunks:
-                write((seq, *chunk))
+            write(
+                (
+                    seq,
+                    e.event_id,
+                    e.query_id,
+                    e.occurred_at,
+                    len(e.dataset_ids),
+                    e.dataset_ids,
+                    e.chunk_ids,
+                    e.scores,
+                    e.positions,
+                )
+            )
 
 
-def _stored_retrieval(
-    cursor: Cursor[Any], model_id: uuid.UUID, rows: list[Any]
-) -> dict[int, RetrievalEvent]:
-    seq_by_id = {row.event_id: row.seq for row in rows}
-    cursor.execute(
-        """
-        SELECT e.event_id, c.rank, c.dataset_id, c.chunk_id, c.score
-          FROM usage_retrieval_event e JOIN usage_retrieval_chunk c ON c.retrieval_id = e.id
-         WHERE e.model_id = %s AND e.event_id = ANY(%s)
-         ORDER BY e.event_id, c.rank
-        """,
-        (model_id, list(seq_by_id)),
-    )
-    chunks: dict[str, list[Chunk]] = {event_id: [] for event_id in seq_by_id}
-    for c in cursor.fetchall():
-        chunks[c.event_id].append((-1, c.rank, str(c.dataset_id), c.chunk_id, c.score))
+def _stored_retrieval(rows: list[Any]) -> dict[int, RetrievalEvent]:
     return {
         row.seq: RetrievalEvent(
-            row.event_id, row.query_id, row.occurred_at, tuple(chunks[row.event_id]), ""
+            row.event_id,
+            row.query_id,
+            row.occurred_at,
+            [str(d) for d in row.dataset_ids],
+            list(row.chunk_ids),
+            None if row.chunk_scores is None else list(row.chunk_scores),
+            None,
         )
         for row in rows
     }
@@ -593,36 +618,172 @@ def _stored_retrieval(
 
 # Retrieval rollups count hits per (dataset, list length, rank); quantity and
 # event_count coincide (one chunk per rank per event).
-_RETRIEVAL_ROLLUP: Final = f"""
-    SELECT %(model)s, d.period_id, c.dataset_id, 'rag', 'hits', d.chunk_count, c.rank,
-           count(*), count(*)
-      FROM done d JOIN {_CHUNK_STAGE} c ON c.seq = d.seq
-     GROUP BY d.period_id, c.dataset_id, d.chunk_count, c.rank
-     ORDER BY d.period_id, c.dataset_id, d.chunk_count, c.rank
-"""  # noqa: S608
-
 _RETRIEVAL_INSERT: Final = f"""
     WITH ins AS (
         INSERT INTO usage_retrieval_event
-               (model_id, event_id, query_id, occurred_at, period_id, chunk_count, body_hash)
+               (model_id, event_id, query_id, occurred_at, period_id, chunk_count,
+                dataset_ids, chunk_ids, chunk_scores)
         SELECT %(model)s, s.event_id, s.query_id, s.occurred_at, p.id, s.chunk_count,
-               s.body_hash
+               s.dataset_ids, s.chunk_ids, s.chunk_scores
           FROM {_RETRIEVAL_STAGE} s
           JOIN period p ON p.model_id = %(model)s
                        AND p.starts_at = {_MONTH.format(ts="s.occurred_at")}
-         ORDER BY s.event_id
+         ORDER BY s.event_id COLLATE "C"
             ON CONFLICT (model_id, event_id) DO NOTHING
-        RETURNING id, event_id, period_id, chunk_count
+        RETURNING event_id, period_id, chunk_count, dataset_ids
     ), done AS (
         DELETE FROM {_RETRIEVAL_STAGE} s USING ins WHERE s.event_id = ins.event_id
-        RETURNING s.seq, ins.id, ins.period_id, ins.chunk_count
-    ), chunks AS (
-        INSERT INTO usage_retrieval_chunk (retrieval_id, rank, dataset_id, chunk_id, score)
-        SELECT d.id, c.rank, c.dataset_id, c.chunk_id, c.score
-          FROM done d JOIN {_CHUNK_STAGE} c ON c.seq = d.seq
-    ), rollup AS ({_rollup_upsert(_RETRIEVAL_ROLLUP)})
+        RETURNING s.seq
+    ), rollup AS ({
+    _rollup_upsert('''
+        SELECT %(model)s, i.period_id, c.dataset_id, 'rag', 'hits', i.chunk_count,
+               c.rank::smallint, count(*), count(*)
+          FROM ins i, unnest(i.dataset_ids) WITH ORDINALITY AS c(dataset_id, rank)
+         GROUP BY i.period_id, c.dataset_id, i.chunk_count, c.rank
+         ORDER BY i.period_id, c.dataset_id, i.chunk_count, c.rank
+    ''')
+})
     SELECT seq FROM done
 """  # noqa: S608
+
+
+# --- retrieval fast path -----------------------------------------------------------------
+
+# Whether every rule holds for every event of the batch, checked for the batch as a
+# whole: nothing after now (+ skew); per month an agreement in force at the month's
+# earliest event; per dataset one window (a confirmation allowing RAG, cut to the
+# validity window) spanning the batch's earliest to latest event.
+_FAST_CHECK_SQL: Final = f"""
+    SELECT %(latest)s <= now() + make_interval(secs => %(skew_s)s) AS not_future,
+           (SELECT count(*) FROM unnest(%(datasets)s::uuid[]) AS d(id)
+             WHERE EXISTS (
+                   SELECT 1 FROM dataset_confirmation c JOIN dataset ds ON ds.id = c.dataset_id
+                    WHERE c.dataset_id = d.id AND c.allowed_uses & {USE_RAG} <> 0
+                      AND greatest(c.confirmed_from, ds.valid_from) <= %(earliest)s
+                      AND %(latest)s < least(coalesce(c.confirmed_until, 'infinity'),
+                                             coalesce(ds.valid_until, 'infinity')))
+           ) AS covered_datasets,
+           (SELECT bool_and(g.version IS NOT NULL AND m.earliest >= g.effective_from)
+              FROM unnest(%(months)s::timestamptz[], %(month_earliest)s::timestamptz[])
+                   AS m(starts_at, earliest)
+              LEFT JOIN LATERAL ({
+    periods.GOVERNING_AGREEMENT_SQL.format(model="%(model)s", month="m.starts_at")
+}) g ON true
+           ) AS agreements
+"""  # noqa: S608
+
+_FAST_ROLLUP: Final = _rollup_upsert(
+    """
+    SELECT %(model)s, r.period_id, r.dataset_id, 'rag', 'hits', r.list_length, r.rank,
+           r.hits, r.hits
+      FROM unnest(%(periods)s::uuid[], %(datasets)s::uuid[], %(lengths)s::smallint[],
+                  %(ranks)s::smallint[], %(hits)s::bigint[])
+           AS r(period_id, dataset_id, list_length, rank, hits)
+     ORDER BY r.period_id, r.dataset_id, r.list_length, r.rank
+    """
+)
+
+# (list length, rank) keys per list length, for counting hits.
+_LENGTH_RANKS: Final = {
+    n: tuple((n, rank) for rank in range(1, n + 1)) for n in range(1, CHUNKS_PER_RETRIEVAL_MAX + 1)
+}
+
+
+def _fast_retrievals(batch: _Batch[RetrievalEvent], session: Session, cursor: Cursor[Any]) -> bool:
+    """Insert the whole staged batch when no rule can fail and no event id exists;
+    False (nothing written) otherwise. See the module docstring."""
+    model_id, staged = batch.model_id, batch.staged
+    events = sorted(staged.values(), key=_BY_EVENT_ID)
+    times = [e.occurred_at for e in events]
+    earliest, latest = min(times), max(times)
+    first_month, last_month = periods.month_start(earliest), periods.month_start(latest)
+    if first_month == last_month:
+        month_of: list[datetime] | None = None
+        month_earliest = {first_month: earliest}
+    else:
+        month_of = [periods.month_start(t) for t in times]
+        month_earliest = {}
+        for month, at in zip(month_of, times, strict=True):
+            if month not in month_earliest or at < month_earliest[month]:
+                month_earliest[month] = at
+    months = sorted(month_earliest)
+    datasets = sorted(set().union(*(e.dataset_ids for e in events)))
+    cursor.execute(
+        _FAST_CHECK_SQL,
+        {
+            "model": model_id,
+            "skew_s": periods.FUTURE_TOLERANCE_S,
+            "earliest": earliest,
+            "latest": latest,
+            "datasets": datasets,
+            "months": months,
+            "month_earliest": [month_earliest[m] for m in months],
+        },
+    )
+    check = cursor.fetchone()
+    assert check is not None
+    if not (check.not_future and check.agreements and check.covered_datasets == len(datasets)):
+        return False
+    periods.ensure_periods(session, model_id, months)
+    locked = periods.lock_months_for_share(session, model_id, months)
+    if any(p.state != "open" for p in locked):
+        return False
+    period_ids = {p.starts_at: p.id for p in locked}
+
+    period_fields = {m: pgbinary.uuid_field(period_ids[m]) for m in months}
+    if month_of is None:
+        rows: Any = zip(events, itertools.repeat(period_fields[first_month]))
+    else:
+        rows = zip(events, [period_fields[m] for m in month_of], strict=True)
+    data = pgbinary.retrieval_rows(pgbinary.uuid_field(model_id), rows)
+    cursor.execute("SAVEPOINT uf_fast_copy")
+    try:
+        with cursor.copy(
+            f"COPY usage_retrieval_event ({pgbinary.RETRIEVAL_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ) as copy:
+            copy.write(data)
+    except psycopg.errors.UniqueViolation:
+        # An event id exists (a replay, or a concurrent batch won): classify precisely.
+        cursor.execute("ROLLBACK TO SAVEPOINT uf_fast_copy")
+        cursor.execute("RELEASE SAVEPOINT uf_fast_copy")
+        return False
+    cursor.execute("RELEASE SAVEPOINT uf_fast_copy")
+
+    # One flat list of (dataset, (list length, rank)) keys per month, counted in C.
+    hits: Counter[tuple[datetime, str, tuple[int, int]]] = Counter()
+    lengths_ranks = _LENGTH_RANKS
+    if month_of is None:
+        flat: list[tuple[str, tuple[int, int]]] = []
+        extend = flat.extend
+        for e in events:
+            extend(zip(e.dataset_ids, lengths_ranks[len(e.dataset_ids)], strict=True))
+        hits.update({(first_month, *key): count for key, count in Counter(flat).items()})
+    else:
+        for month, e in zip(month_of, events, strict=True):
+            hits.update(
+                (month, d, lr)
+                for d, lr in zip(e.dataset_ids, lengths_ranks[len(e.dataset_ids)], strict=True)
+            )
+    keys = list(hits)
+    cursor.execute(
+        _FAST_ROLLUP,
+        {
+            "model": model_id,
+            "periods": [period_ids[k[0]] for k in keys],
+            "datasets": [k[1] for k in keys],
+            "lengths": [k[2][0] for k in keys],
+            "ranks": [k[2][1] for k in keys],
+            "hits": list(hits.values()),
+        },
+    )
+    results = batch.results
+    for index, e in staged.items():
+        results[index] = EventResult(index, e.event_id, "accepted")
+    return True
+
+
+_BY_EVENT_ID: Final = operator.itemgetter(0)  # RetrievalEvent.event_id
+
 
 RETRIEVAL: Final[_Kind[RetrievalEvent]] = _Kind(
     name="retrieval",
@@ -630,35 +791,39 @@ RETRIEVAL: Final[_Kind[RetrievalEvent]] = _Kind(
     use_bit=USE_RAG,
     stage=_RETRIEVAL_STAGE,
     parse=parse_retrieval,
+    same=same_retrieval,
     differing=differing_retrieval_fields,
     stage_ddl=(
         f"""
         CREATE TEMP TABLE {_RETRIEVAL_STAGE} (
             seq integer NOT NULL, event_id text NOT NULL, query_id text NOT NULL,
             occurred_at timestamptz NOT NULL, chunk_count smallint NOT NULL,
-            body_hash text NOT NULL
-        ) ON COMMIT DROP
-        """,
-        f"""
-        CREATE TEMP TABLE {_CHUNK_STAGE} (
-            seq integer NOT NULL, pos smallint NOT NULL, rank smallint NOT NULL,
-            dataset_id uuid NOT NULL, chunk_id text NOT NULL, score double precision
+            dataset_ids uuid[] NOT NULL, chunk_ids text[] NOT NULL,
+            chunk_scores double precision[], positions smallint[]
         ) ON COMMIT DROP
         """,
     ),
     copy=_copy_retrieval,
     existing_sql=_existing_sql(
-        _RETRIEVAL_STAGE, "usage_retrieval_event", "e.event_id, e.query_id, e.occurred_at"
+        _RETRIEVAL_STAGE,
+        "usage_retrieval_event",
+        """s.query_id = e.query_id AND s.occurred_at = e.occurred_at
+           AND s.dataset_ids = e.dataset_ids AND s.chunk_ids = e.chunk_ids
+           AND s.chunk_scores IS NOT DISTINCT FROM e.chunk_scores""",
+        "e.event_id, e.query_id, e.occurred_at, e.dataset_ids, e.chunk_ids, e.chunk_scores",
     ),
     rules_sql=_rules_sql(
         _RETRIEVAL_STAGE,
-        f"""SELECT c.seq, c.pos, c.dataset_id, s.occurred_at AS ts
-              FROM {_CHUNK_STAGE} c JOIN {_RETRIEVAL_STAGE} s ON s.seq = c.seq""",  # noqa: S608
+        f"""SELECT s.seq, coalesce(s.positions[c.rank::int], c.rank - 1) AS pos, c.dataset_id,
+                   s.occurred_at AS ts
+              FROM {_RETRIEVAL_STAGE} s,
+                   unnest(s.dataset_ids) WITH ORDINALITY AS c(dataset_id, rank)""",  # noqa: S608
         USE_RAG,
         "",
     ),
     insert_sql=_RETRIEVAL_INSERT,
     stored=_stored_retrieval,
+    fast=_fast_retrievals,
 )
 
 

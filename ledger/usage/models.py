@@ -1,7 +1,8 @@
 """Declared usage: training events, retrieval events with their chunks, rollups and
 the quarantine of rejected events.
 
-Raw events are kept for audit; attribution reads only ``usage_rollup``, which the
+Raw events are kept for audit (a retrieval's chunks as arrays on its row);
+attribution reads only ``usage_rollup``, which the
 ingestion path updates in the same transaction as it inserts accepted events.
 Rollup keys are policy-independent: training rows sum ``quantity × epochs`` per
 unit; retrieval rows count hits per ``(list_length, rank)``, so any retrieval
@@ -26,7 +27,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlmodel import Field, SQLModel
 
 from ledger.types import big_quantity_col, bigint_pk, hex64_col, jsonb_col, tstz, uuid_col
@@ -59,37 +61,36 @@ class TrainingEvent(SQLModel, table=True):
 
 
 class RetrievalEvent(SQLModel, table=True):
+    """One retrieval with its chunks as arrays in rank order: chunk ``r`` (1-based) is
+    ``dataset_ids[r]``, ``chunk_ids[r]``, ``chunk_scores[r]`` (``chunk_scores`` is NULL
+    when no chunk had a score). No foreign keys and no surrogate id (migration 0008):
+    only the ingestion path writes these rows, after checking the model and locking the
+    period, and usage rows are never updated or deleted."""
+
     __tablename__ = "usage_retrieval_event"
     __table_args__ = (
-        UniqueConstraint("model_id", "event_id", name="uq_retrieval_model_event"),
         CheckConstraint("chunk_count > 0", name="ck_retrieval_chunks"),
+        CheckConstraint(
+            "cardinality(dataset_ids) = chunk_count AND cardinality(chunk_ids) = chunk_count "
+            "AND (chunk_scores IS NULL OR cardinality(chunk_scores) = chunk_count)",
+            name="ck_retrieval_arrays",
+        ),
     )
 
-    id: int | None = Field(default=None, sa_column=bigint_pk())
-    model_id: uuid.UUID = Field(sa_column=Column(ForeignKey("model.id"), nullable=False))
-    event_id: str = Field(sa_column=Column(String(200), nullable=False))
+    model_id: uuid.UUID = Field(sa_column=uuid_col(primary_key=True))
+    event_id: str = Field(sa_column=Column(String(200), primary_key=True))
     query_id: str = Field(sa_column=Column(String(200), nullable=False))
     occurred_at: datetime = Field(sa_column=tstz())
-    period_id: uuid.UUID = Field(
-        sa_column=Column(ForeignKey("period.id"), nullable=False, index=True)
-    )
+    period_id: uuid.UUID = Field(sa_column=uuid_col())
     chunk_count: int = Field(sa_column=Column(SmallInteger, nullable=False))
-    body_hash: str = Field(sa_column=hex64_col())
+    dataset_ids: list[uuid.UUID] = Field(
+        sa_column=Column(ARRAY(PG_UUID(as_uuid=True)), nullable=False)
+    )
+    chunk_ids: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    chunk_scores: list[float | None] | None = Field(
+        default=None, sa_column=Column(ARRAY(DOUBLE_PRECISION), nullable=True)
+    )
     ingested_at: datetime | None = Field(default=None, sa_column=tstz(server_now=True))
-
-
-class RetrievalChunk(SQLModel, table=True):
-    """One retrieved chunk of a retrieval event. ``retrieval_id`` is the event's id but
-    deliberately not a foreign key (migration 0005): chunks are inserted only with
-    their event, in one statement, and usage rows are never updated or deleted."""
-
-    __tablename__ = "usage_retrieval_chunk"
-
-    retrieval_id: int = Field(sa_column=Column(BigInteger, primary_key=True))
-    rank: int = Field(sa_column=Column(SmallInteger, primary_key=True))
-    dataset_id: uuid.UUID = Field(sa_column=uuid_col())
-    chunk_id: str = Field(sa_column=Column(String(200), nullable=False))
-    score: float | None = Field(default=None, sa_column=Column(DOUBLE_PRECISION, nullable=True))
 
 
 class UsageRollup(SQLModel, table=True):
@@ -133,3 +134,8 @@ class QuarantinedEvent(SQLModel, table=True):
     message: str = Field(sa_column=Column(Text, nullable=False))
     review_state: str = Field(default="open", sa_column=Column(String(16), nullable=False))
     received_at: datetime | None = Field(default=None, sa_column=tstz(server_now=True))
+    review_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reviewed_at: datetime | None = Field(default=None, sa_column=tstz(nullable=True))
+    reviewed_by: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("account.id"), nullable=True)
+    )

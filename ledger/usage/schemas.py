@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from hashlib import sha256
 from math import isfinite as _isfinite
 from typing import Any, Final, Literal, NamedTuple
@@ -26,7 +25,7 @@ from typing import Any, Final, Literal, NamedTuple
 from ledger.types import CHUNKS_PER_RETRIEVAL_MAX, EPOCHS_MAX, QUANTITY_MAX
 
 ID_LENGTH_MAX: Final = 200  # event, run, query and chunk ids (column width)
-BATCH_EVENTS_MAX: Final = 10_000  # events per ingest call
+BATCH_EVENTS_MAX: Final = 50_000  # events per ingest call (one HTTP request)
 TRAINING_UNITS: Final = ("tokens", "samples", "bytes")
 
 Status = Literal["accepted", "duplicate", "rejected"]
@@ -52,11 +51,19 @@ class EventRejected(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class EventResult:
-    """The outcome of one event of a batch, in input order (``index``)."""
+class DuplicateKeys(dict[str, Any]):
+    """A JSON object in which ``duplicate_key`` appeared more than once (the last value
+    won). Decoders (``ledger.usage.wire``) build it so validation rejects the event
+    naming the key instead of silently using one of the values."""
 
-    index: int
+    duplicate_key: str = ""
+
+
+class EventResult(NamedTuple):
+    """The outcome of one event of a batch, in input order (``index``). A tuple, not a
+    dataclass: a 50,000-event batch builds 50,000 of them."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index, by design
     event_id: str | None
     status: Status
     code: str | None = None
@@ -64,11 +71,16 @@ class EventResult:
     field: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"index": self.index, "event_id": self.event_id}
-        out["status"] = self.status
-        if self.status == "rejected":
-            out.update(code=self.code, message=self.message, field=self.field)
-        return out
+        if self.status != "rejected":
+            return {"index": self.index, "event_id": self.event_id, "status": self.status}
+        return {
+            "index": self.index,
+            "event_id": self.event_id,
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "field": self.field,
+        }
 
 
 @dataclass(frozen=True)
@@ -113,33 +125,37 @@ class TrainingEvent(NamedTuple):
     body_hash: str
 
 
-# One retrieved chunk: (position in the event's ``chunks`` list, for field paths;
-# rank; canonical dataset id; chunk id; score or None). A plain tuple: the hot
-# path builds millions of them.
-Chunk = tuple[int, int, str, str, float | None]
-
-
 class RetrievalEvent(NamedTuple):
-    """A retrieval event that passed shape validation; ``chunks`` ordered by rank."""
+    """A retrieval event that passed shape validation, its chunks as columns in rank
+    order: the chunk of rank r is ``dataset_ids[r-1]``, ``chunk_ids[r-1]``,
+    ``scores[r-1]``. ``scores`` is None when no chunk has a score; ``positions`` maps
+    rank r-1 to the chunk's index in the request, None when they were sent in rank
+    order (for field paths like ``chunks/3/dataset_id``)."""
 
     event_id: str
     query_id: str
     occurred_at: datetime
-    chunks: tuple[Chunk, ...]
-    body_hash: str
+    dataset_ids: list[str]  # canonical lower-case UUID text
+    chunk_ids: list[str]
+    scores: list[float | None] | None
+    positions: list[int] | None
+
+    def position(self, rank: int) -> int:
+        """Index in the request's ``chunks`` list of the chunk of ``rank``."""
+        return rank - 1 if self.positions is None else self.positions[rank - 1]
 
 
-# The body hash covers the canonical body: fields joined by US (0x1f), chunks by RS
-# (0x1e). Ids are printable, so they never contain either separator, and the
-# encoding is unambiguous; times are microseconds since the epoch, so one instant
-# written with two offsets is one body; floats use Python's shortest repr.
-_US, _RS = "\x1f", "\x1e"
+# The training body hash covers the canonical body: fields joined by US (0x1f). Ids
+# are printable, so they never contain the separator; times are microseconds since
+# the epoch, so one instant written with two offsets is one body.
+_US = "\x1f"
 
 
 def parse_training(raw: object) -> TrainingEvent:
     """Validate one raw training event; raises :class:`EventRejected`."""
-    if not isinstance(raw, Mapping):
-        raise EventRejected("", "invalid_type", "an event must be a JSON object")
+    if type(raw) is not dict:
+        _object(raw, "")
+    assert isinstance(raw, Mapping)
     get = raw.get
     event_id = _id(get("event_id", _MISSING), "event_id")
     run_id = _id(get("run_id", _MISSING), "run_id")
@@ -152,9 +168,10 @@ def parse_training(raw: object) -> TrainingEvent:
         )
     quantity = _positive_int(get("quantity", _MISSING), "quantity", QUANTITY_MAX)
     epochs = _positive_int(get("epochs", _MISSING), "epochs", EPOCHS_MAX)
-    occurred_at, instant_us = _time(get("occurred_at", _MISSING), "occurred_at")
+    occurred_at = _time(get("occurred_at", _MISSING), "occurred_at")
     if len(raw) != len(_TRAINING_FIELDS):
         _unknown_field(raw, _TRAINING_FIELDS, "")
+    instant_us = (occurred_at - _EPOCH) // _MICROSECOND
     body = _US.join(
         (event_id, run_id, dataset_id, unit, str(quantity), str(epochs), str(instant_us))
     )
@@ -175,12 +192,13 @@ def parse_retrieval(raw: object) -> RetrievalEvent:
 
     Ranks must be exactly 1..n for n chunks (no gaps, no duplicates, any order).
     """
-    if not isinstance(raw, Mapping):
-        raise EventRejected("", "invalid_type", "an event must be a JSON object")
+    if type(raw) is not dict:
+        _object(raw, "")
+    assert isinstance(raw, Mapping)
     get = raw.get
     event_id = _id(get("event_id", _MISSING), "event_id")
     query_id = _id(get("query_id", _MISSING), "query_id")
-    occurred_at, instant_us = _time(get("occurred_at", _MISSING), "occurred_at")
+    occurred_at = _time(get("occurred_at", _MISSING), "occurred_at")
     chunks_raw = get("chunks", _MISSING)
     if type(chunks_raw) is not list:
         _require(chunks_raw, "chunks")
@@ -195,50 +213,92 @@ def parse_retrieval(raw: object) -> RetrievalEvent:
         )
     if len(raw) != len(_RETRIEVAL_FIELDS):
         _unknown_field(raw, _RETRIEVAL_FIELDS, "")
-    by_rank: list[Any] = [None] * count  # Chunk or None (a free slot)
-    canonical_dataset_id = _canonical_dataset_id
-    # The hottest loop of ingestion: checks are inlined, and a field path is only
-    # formatted (and the checking helper called) when a check fails.
+    # The hottest loop of ingestion, for chunks sent in rank order with valid fields:
+    # every check is inlined, and anything unusual (another order, a bad field) hands
+    # the event to _retrieval_chunks, which checks in the same order and explains.
+    dataset_ids: list[str] = []
+    chunk_ids: list[str] = []
+    scores: list[float | None] = []
+    scored = False
+    known = _KNOWN_DATASET_IDS
     for position, chunk in enumerate(chunks_raw):
-        if not isinstance(chunk, Mapping):
-            raise EventRejected(f"chunks/{position}", "invalid_type", "a chunk must be an object")
+        if type(chunk) is not dict:
+            break
         cget = chunk.get
-        rank = cget("rank", _MISSING)
-        if type(rank) is not int or not 0 < rank <= count or by_rank[rank - 1] is not None:
-            _bad_rank(rank, f"chunks/{position}/rank", count)
-        dataset_id = cget("dataset_id", _MISSING)
-        canonical = canonical_dataset_id(dataset_id) if type(dataset_id) is str else None
+        rank = cget("rank")
+        if rank != position + 1 or type(rank) is not int:
+            break
+        dataset_id = cget("dataset_id")
+        canonical = known.get(dataset_id) if type(dataset_id) is str else None
         if canonical is None:
-            canonical = _dataset_id(dataset_id, f"chunks/{position}/dataset_id")
-        chunk_id = cget("chunk_id", _MISSING)
+            break
+        chunk_id = cget("chunk_id")
         if (
             type(chunk_id) is not str
             or not 0 < len(chunk_id) <= ID_LENGTH_MAX
             or not chunk_id.isprintable()
         ):
-            _id(chunk_id, f"chunks/{position}/chunk_id")
+            break
         score = cget("score")
         if score is None:
             if len(chunk) != 3 + ("score" in chunk):
-                _unknown_field(chunk, _CHUNK_FIELDS, f"chunks/{position}/")
+                break
+        elif type(score) is not float or not _isfinite(score) or len(chunk) != 4:
+            break
         else:
+            scored = True
+        dataset_ids.append(canonical)
+        chunk_ids.append(chunk_id)
+        scores.append(score)
+    else:
+        return RetrievalEvent(
+            event_id,
+            query_id,
+            occurred_at,
+            dataset_ids,
+            chunk_ids,
+            scores if scored else None,
+            None,
+        )
+    return _retrieval_chunks(event_id, query_id, occurred_at, chunks_raw)
+
+
+def _retrieval_chunks(
+    event_id: str, query_id: str, occurred_at: datetime, chunks_raw: list[Any]
+) -> RetrievalEvent:
+    """The general chunk check: any rank order; raises the precise error."""
+    count = len(chunks_raw)
+    by_rank: list[Any] = [None] * count  # (position, dataset_id, chunk_id, score) or None
+    for position, chunk in enumerate(chunks_raw):
+        if type(chunk) is not dict:
+            _object(chunk, f"chunks/{position}")
+        rank = chunk.get("rank", _MISSING)
+        if type(rank) is not int or not 0 < rank <= count or by_rank[rank - 1] is not None:
+            _bad_rank(rank, f"chunks/{position}/rank", count)
+        dataset_id = _dataset_id(chunk.get("dataset_id", _MISSING), f"chunks/{position}/dataset_id")
+        chunk_id = _id(chunk.get("chunk_id", _MISSING), f"chunks/{position}/chunk_id")
+        score = chunk.get("score")
+        if score is not None:
             if type(score) is not float:
                 score = _score(score, f"chunks/{position}/score")
-            elif not _isfinite(score):
+            if not _isfinite(score):
                 raise EventRejected(
                     f"chunks/{position}/score", "invalid_value", "score must be finite"
                 )
-            if len(chunk) != 4:
-                _unknown_field(chunk, _CHUNK_FIELDS, f"chunks/{position}/")
-        by_rank[rank - 1] = (position, rank, canonical, chunk_id, score)
+        if len(chunk) != 3 + ("score" in chunk):
+            _unknown_field(chunk, _CHUNK_FIELDS, f"chunks/{position}/")
+        by_rank[rank - 1] = (position, dataset_id, chunk_id, score)
     # n distinct ranks within 1..n: every slot is filled.
-    chunks: tuple[Chunk, ...] = tuple(by_rank)
-    body = _RS.join(
-        [_US.join((event_id, query_id, str(instant_us)))]
-        + [f"{c[2]}{_US}{c[3]}{_US}{c[4]!r}" for c in chunks]
-    )
+    positions = [c[0] for c in by_rank]
+    scores = [c[3] for c in by_rank]
     return RetrievalEvent(
-        event_id, query_id, occurred_at, chunks, sha256(body.encode()).hexdigest()
+        event_id,
+        query_id,
+        occurred_at,
+        [c[1] for c in by_rank],
+        [c[2] for c in by_rank],
+        scores if any(s is not None for s in scores) else None,
+        None if positions == list(range(count)) else positions,
     )
 
 
@@ -247,10 +307,15 @@ def differing_training_fields(a: TrainingEvent, b: TrainingEvent) -> list[str]:
     return [name for name in TrainingEvent._fields[1:7] if getattr(a, name) != getattr(b, name)]
 
 
+def same_retrieval(a: RetrievalEvent, b: RetrievalEvent) -> bool:
+    """Whether two retrieval events with one id have the same body."""
+    return a[1:6] == b[1:6]
+
+
 def differing_retrieval_fields(a: RetrievalEvent, b: RetrievalEvent) -> list[str]:
     """Names of the body fields in which two retrieval events with one id differ."""
     out = [name for name in ("query_id", "occurred_at") if getattr(a, name) != getattr(b, name)]
-    if [c[1:] for c in a.chunks] != [c[1:] for c in b.chunks]:
+    if a[3:6] != b[3:6]:
         out.append("chunks")
     return out
 
@@ -280,11 +345,35 @@ def _id(value: object, field: str) -> str:
     return value
 
 
-@lru_cache(maxsize=4096)
+# Canonical ids of the dataset ids seen lately, for the hot loop (a batch names few
+# datasets many times). Bounded: cleared when it grows past _KNOWN_DATASET_IDS_MAX.
+_KNOWN_DATASET_IDS: dict[str, str] = {}
+_KNOWN_DATASET_IDS_MAX: Final = 100_000
+
+
 def _canonical_dataset_id(value: str) -> str | None:
-    """Lower-case UUID text, or None when ``value`` is not a UUID. Cached: a batch
-    names few datasets many times."""
-    return value.lower() if len(value) == 36 and _UUID.fullmatch(value) else None
+    """Lower-case UUID text, or None when ``value`` is not a UUID."""
+    canonical = _KNOWN_DATASET_IDS.get(value)
+    if canonical is None and len(value) == 36 and _UUID.fullmatch(value):
+        if len(_KNOWN_DATASET_IDS) >= _KNOWN_DATASET_IDS_MAX:
+            _KNOWN_DATASET_IDS.clear()
+        canonical = _KNOWN_DATASET_IDS[value] = value.lower()
+    return canonical
+
+
+def _object(value: object, field: str) -> None:
+    """Accept a mapping that is not a plain dict (Python callers); raise the precise
+    error for anything else, or for an object that repeated a key."""
+    if isinstance(value, DuplicateKeys):
+        key = value.duplicate_key
+        raise EventRejected(
+            f"{field}/{key}" if field else key,
+            "duplicate_key",
+            f"key {key!r} appears more than once in this object; send each field once",
+        )
+    if not isinstance(value, Mapping):
+        message = "a chunk must be an object" if field else "an event must be a JSON object"
+        raise EventRejected(field, "invalid_type", message)
 
 
 def _dataset_id(value: object, field: str) -> str:
@@ -350,9 +439,9 @@ def _positive_int(value: object, field: str, maximum: int) -> int:
     return value
 
 
-def _time(value: object, field: str) -> tuple[datetime, int]:
-    """The timezone-aware time and its microseconds since the epoch (for hashing:
-    the same instant written with another offset is the same event)."""
+def _time(value: object, field: str) -> datetime:
+    """The timezone-aware time, between the years 2 and 9998 (so it converts to any
+    offset and to PostgreSQL's range)."""
     if type(value) is str:
         try:
             parsed = datetime.fromisoformat(value)
@@ -377,7 +466,11 @@ def _time(value: object, field: str) -> tuple[datetime, int]:
             f"{field} {parsed.isoformat()} has no time zone; add an offset "
             "(e.g. 2026-11-23T10:00:00Z)",
         )
-    return parsed, (parsed - _EPOCH) // _MICROSECOND
+    if not 1 < parsed.year < 9999:
+        raise EventRejected(
+            field, "invalid_datetime", f"{field} {parsed.isoformat()} is out of range"
+        )
+    return parsed
 
 
 def _unknown_field(raw: Mapping[Any, Any], known: frozenset[str], prefix: str) -> None:

@@ -19,7 +19,8 @@ ranks are exactly 1..n) and an optional numeric ``score``.
 
 Reason codes: shape — ``missing_field``, ``unknown_field``, ``invalid_type``,
 ``invalid_value``, ``invalid_unit``, ``invalid_datetime``, ``naive_datetime``,
-``quantity_out_of_range``, ``epochs_out_of_range``, ``no_chunks``,
+``quantity_out_of_range``, ``epochs_out_of_range``, ``no_chunks``, ``duplicate_key``,
+``malformed_json`` (an NDJSON line),
 ``too_many_chunks``, ``rank_out_of_range``, ``rank_gap``, ``rank_duplicate``;
 state — ``event_id_conflict``, ``occurred_in_future``, ``no_agreement``,
 ``unit_mismatch``, ``unknown_dataset``, ``outside_validity_window``,
@@ -34,23 +35,78 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
+from sqlalchemy import text
 from sqlmodel import Session
 
+from ledger.errors import NotFound, StateError, ValidationFailed
 from ledger.usage import ingest
-from ledger.usage.schemas import IngestResult
+from ledger.usage.models import QuarantinedEvent
+from ledger.usage.schemas import EventRejected, IngestResult
 
 
 def ingest_training(
-    session: Session, model_id: uuid.UUID, events: Sequence[Mapping[str, Any]]
+    session: Session,
+    model_id: uuid.UUID,
+    events: Sequence[Mapping[str, Any] | Any],
+    rejected: Mapping[int, EventRejected] | None = None,
 ) -> IngestResult:
-    """Ingest training events of ``model_id`` (see the module docstring)."""
-    return ingest.run(session, model_id, events, ingest.TRAINING)
+    """Ingest training events of ``model_id`` (see the module docstring). ``rejected``
+    holds events refused while decoding (``ledger.usage.wire``), by index."""
+    return ingest.run(session, model_id, events, ingest.TRAINING, rejected)
 
 
 def ingest_retrievals(
-    session: Session, model_id: uuid.UUID, events: Sequence[Mapping[str, Any]]
+    session: Session,
+    model_id: uuid.UUID,
+    events: Sequence[Mapping[str, Any] | Any],
+    rejected: Mapping[int, EventRejected] | None = None,
 ) -> IngestResult:
-    """Ingest retrieval events of ``model_id`` (see the module docstring)."""
-    return ingest.run(session, model_id, events, ingest.RETRIEVAL)
+    """Ingest retrieval events of ``model_id`` (see the module docstring). ``rejected``
+    holds events refused while decoding (``ledger.usage.wire``), by index."""
+    return ingest.run(session, model_id, events, ingest.RETRIEVAL, rejected)
+
+
+REVIEW_NOTE_LENGTH_MAX: Final = 2_000
+
+
+def dismiss_quarantined(
+    session: Session, quarantine_id: int, note: str, reviewer_account_id: uuid.UUID
+) -> QuarantinedEvent:
+    """Mark an open quarantined event as reviewed and dismissed, with ``note`` (why,
+    1..REVIEW_NOTE_LENGTH_MAX characters) and who and when. The event stays in the
+    quarantine for audit. Raises ``ValidationFailed`` (note), ``NotFound``, ``StateError``
+    (``already_reviewed``). A conditional UPDATE: of two concurrent dismissals one wins,
+    the other gets the StateError. Flushes; the caller commits."""
+    if not isinstance(note, str) or not 0 < len(note.strip()) <= REVIEW_NOTE_LENGTH_MAX:
+        raise ValidationFailed(
+            f"note must say why the event is dismissed (1 to {REVIEW_NOTE_LENGTH_MAX} characters)",
+            field="note",
+            code="invalid_note",
+        )
+    session.flush()
+    dismissed = session.execute(
+        text(
+            """
+            UPDATE usage_quarantine
+               SET review_state = 'dismissed', review_note = :note, reviewed_at = now(),
+                   reviewed_by = :by
+             WHERE id = :id AND review_state = 'open'
+            RETURNING id
+            """
+        ),
+        {"id": quarantine_id, "note": note.strip(), "by": reviewer_account_id},
+    ).scalar_one_or_none()
+    event = session.get(QuarantinedEvent, quarantine_id, populate_existing=True)
+    if event is None:
+        raise NotFound(f"quarantined event {quarantine_id} does not exist", field="id")
+    if dismissed is None:
+        raise StateError(
+            f"quarantined event {quarantine_id} was already reviewed ({event.review_state} "
+            f"at {event.reviewed_at.isoformat() if event.reviewed_at else 'an unknown time'}); "
+            "only open events can be dismissed",
+            field="id",
+            code="already_reviewed",
+        )
+    return event

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account as EthAccount
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -613,3 +614,56 @@ def test_unusable_croissant_documents(document: str, code: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_croissant(document)
     assert caught.value.code == code
+
+
+# --- who registers, who sees ---------------------------------------------------------------
+
+
+def test_the_registrant_must_be_the_callers_and_a_co_owner(db_session: Session) -> None:
+    from ledger.datasets.service import registrant_owner
+
+    alice, bob = make_owner(db_session), make_owner(db_session)
+    shares = [{"address": alice.address.lower(), "share_bps": 10_000}]
+    found = registrant_owner(db_session, alice.address, shares, controlled={alice.address})
+    assert found.id == alice.id
+    for registrant, controlled, code in (
+        (bob.address, {alice.address}, "registrant_not_yours"),
+        (bob.address, {bob.address}, "registrant_not_co_owner"),
+        ("0x1234", None, "address_invalid"),
+    ):
+        with pytest.raises(ValidationFailed) as caught:
+            registrant_owner(db_session, registrant, shares, controlled=controlled)
+        assert caught.value.code == code
+    # An operator at the command line controls every address; a new one gets a record.
+    fresh = EthAccount.create().address
+    created = registrant_owner(
+        db_session, fresh, [{"address": fresh, "share_bps": 10_000}], controlled=None
+    )
+    assert created.address == fresh
+
+
+def test_a_dataset_is_visible_to_co_owners_of_any_version(db_session: Session) -> None:
+    from ledger.datasets import queries
+
+    alice, bob, carol = make_owner(db_session), make_owner(db_session), make_owner(db_session)
+    dataset = _register(db_session, [alice, bob])
+    update_dataset(
+        db_session,
+        dataset.id,
+        co_owners=[CoOwnerShare(alice.address, 6_000), CoOwnerShare(carol.address, 4_000)],
+        at=T0,
+    )
+    for who in (alice, bob, carol):
+        assert queries.visible_dataset(db_session, dataset.id, {who.address}).id == dataset.id
+    assert queries.current_co_owner(db_session, dataset, {carol.address})
+    assert not queries.current_co_owner(db_session, dataset, {bob.address})
+    with pytest.raises(NotFound) as caught:
+        queries.visible_dataset(db_session, dataset.id, {make_owner(db_session).address})
+    assert caught.value.code == "dataset_not_found"
+    page = queries.datasets_page(
+        db_session, addresses={bob.address}, status=None, after=None, limit=10
+    )
+    assert [d.id for d in page] == [dataset.id]
+    assert (
+        queries.datasets_page(db_session, addresses=set(), status=None, after=None, limit=10) == []
+    )

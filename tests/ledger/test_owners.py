@@ -151,3 +151,73 @@ def test_accounts_have_a_known_role(db_session: Session) -> None:
     with pytest.raises(NotFound) as caught_nf:
         get_account(db_session, uuid.uuid4())
     assert caught_nf.value.code == "account_not_found"
+
+
+# --- disabling accounts, issuing keys, linking addresses ----------------------------------
+
+
+def test_a_disabled_account_gets_no_new_keys_and_an_admin_cannot_disable_itself(
+    db_session: Session,
+) -> None:
+    from ledger.errors import StateError
+    from ledger.owners.service import disable_account, issue_api_key
+
+    admin = make_account(db_session, "admin")
+    team = make_account(db_session, "model_team")
+    assert issue_api_key(db_session, team.id, "ci").plaintext.startswith("uf_")
+    first = disable_account(db_session, team.id, by=admin.id).disabled_at
+    assert first is not None
+    assert disable_account(db_session, team.id, by=admin.id).disabled_at == first
+    with pytest.raises(StateError) as caught:
+        issue_api_key(db_session, team.id)
+    assert caught.value.code == "account_disabled"
+    with pytest.raises(StateError) as self_disable:
+        disable_account(db_session, admin.id, by=admin.id)
+    assert self_disable.value.code == "cannot_disable_self"
+
+
+def _proof(account_id: uuid.UUID, key) -> bytes:  # type: ignore[no-untyped-def]
+    from eth_account.messages import encode_defunct
+
+    from ledger.owners.service import address_proof_message
+
+    message = address_proof_message(account_id, key.address)
+    return bytes(key.sign_message(encode_defunct(text=message)).signature)
+
+
+def test_an_owner_account_links_an_address_it_proves_to_control(db_session: Session) -> None:
+    from ledger.errors import Forbidden
+    from ledger.owners.service import link_owner_address
+    from ledger.rights.signatures import NoChain
+
+    account = make_account(db_session, "owner")
+    key = EthAccount.create()
+    # A dataset named the address first: linking adopts that owner record.
+    named = ensure_owner(db_session, key.address.lower(), "Co-owner")
+    linked = link_owner_address(
+        db_session, account.id, key.address, _proof(account.id, key), display_name="Treasury",
+        chain=NoChain(),
+    )  # fmt: skip
+    assert (linked.owner.id, linked.linked_now) == (named.id, True)
+    assert (linked.owner.account_id, linked.owner.display_name) == (account.id, "Treasury")
+    again = link_owner_address(
+        db_session, account.id, key.address, _proof(account.id, key), chain=NoChain()
+    )
+    assert again.linked_now is False
+
+    other = make_account(db_session, "owner")
+    with pytest.raises(Conflict) as taken:
+        link_owner_address(
+            db_session, other.id, key.address, _proof(other.id, key), chain=NoChain()
+        )
+    assert taken.value.code == "address_taken"
+    # A proof names its account: it cannot be replayed for another one.
+    with pytest.raises(ValidationFailed) as replayed:
+        link_owner_address(
+            db_session, other.id, key.address, _proof(account.id, key), chain=NoChain()
+        )
+    assert replayed.value.code == "address_proof_invalid"
+    team = make_account(db_session, "model_team")
+    with pytest.raises(Forbidden) as wrong_role:
+        link_owner_address(db_session, team.id, key.address, _proof(team.id, key), chain=NoChain())
+    assert wrong_role.value.code == "not_owner_account"

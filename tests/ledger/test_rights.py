@@ -617,3 +617,56 @@ def test_one_nonce_is_spent_once_across_datasets(db_engine: Engine) -> None:
     assert sorted(results) == ["accepted", "nonce_used"]
     with Session(db_engine) as session:
         assert signer_next_nonce(session, owner.address) == 1
+
+
+# --- the typed data a wallet signs ------------------------------------------------------
+
+
+def test_the_typed_data_document_signed_by_a_wallet_is_accepted(db_session: Session) -> None:
+    from ledger.rights.service import typed_data_to_sign
+
+    alice, bob = make_owner(db_session), make_owner(db_session)
+    dataset = make_dataset(db_session, owners=[alice, bob])
+    typed = typed_data_to_sign(db_session, dataset.id, bob.address.lower())
+    assert typed.signer == bob.address
+    assert typed.document["primaryType"] == "RightsConfirmation"
+    assert typed.document["types"]["EIP712Domain"][3] == {
+        "name": "verifyingContract",
+        "type": "address",
+    }
+    assert typed.document["message"]["datasetId"] == "0x" + dataset.id.int.to_bytes(32).hex()
+    assert typed.document["message"]["nonce"] == signer_next_nonce(db_session, bob.address)
+    signed = bob.key.sign_typed_data(full_message=typed.document)
+    assert "0x" + bytes(signed.message_hash).hex() == typed.digest
+    result = submit_confirmation(
+        db_session, dataset.id, bob.address, bytes(signed.signature), typed.nonce, chain=NoChain()
+    )
+    assert result.missing_signers == (alice.address,)
+    with pytest.raises(Conflict) as caught:
+        typed_data_to_sign(db_session, dataset.id, bob.address)
+    assert caught.value.code == "already_confirmed"
+
+    revocation = typed_data_to_sign(db_session, dataset.id, alice.address, "revocation")
+    assert revocation.document["message"] == {
+        "datasetId": typed.document["message"]["datasetId"],
+        "nonce": signer_next_nonce(db_session, alice.address),
+    }
+    signed = alice.key.sign_typed_data(full_message=revocation.document)
+    revoked = submit_revocation(
+        db_session, dataset.id, alice.address, bytes(signed.signature), revocation.nonce,
+        chain=NoChain(),
+    )  # fmt: skip
+    assert revoked.dataset.status == "revoked"
+
+
+def test_typed_data_is_refused_to_whoever_may_not_sign(db_session: Session) -> None:
+    from ledger.rights.service import typed_data_to_sign
+
+    alice = make_owner(db_session)
+    dataset = make_dataset(db_session, owners=[alice])
+    with pytest.raises(Forbidden) as caught:
+        typed_data_to_sign(db_session, dataset.id, make_owner(db_session).address)
+    assert caught.value.code == "not_co_owner"
+    with pytest.raises(ValidationFailed) as invalid:
+        typed_data_to_sign(db_session, dataset.id, alice.address, "approve")
+    assert invalid.value.code == "kind_invalid"

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from ledger.errors import NotFound, PayloadTooLarge
 from ledger.types import CHUNKS_PER_RETRIEVAL_MAX, EPOCHS_MAX, QUANTITY_MAX
 from ledger.usage import ingest, queries
-from ledger.usage.schemas import BATCH_EVENTS_MAX, IngestResult
+from ledger.usage.schemas import BATCH_EVENTS_MAX, DuplicateKeys, IngestResult
 from ledger.usage.service import ingest_retrievals, ingest_training
 from tests.ledger import factories
 from tests.ledger.factories import BOTH, RAG, TRAIN
@@ -69,8 +69,8 @@ def table_counts(session: Session, model_id: uuid.UUID) -> dict[str, Any]:
     for name, sql in {
         "training": "SELECT count(*) FROM usage_training_event WHERE model_id = :m",
         "retrieval": "SELECT count(*) FROM usage_retrieval_event WHERE model_id = :m",
-        "chunks": "SELECT count(*) FROM usage_retrieval_chunk c JOIN usage_retrieval_event e "
-        "ON e.id = c.retrieval_id WHERE e.model_id = :m",
+        "chunks": "SELECT coalesce(sum(cardinality(dataset_ids)), 0) "
+        "FROM usage_retrieval_event WHERE model_id = :m",
         "quarantine": "SELECT count(*) FROM usage_quarantine WHERE model_id = :m",
     }.items():
         counts[name] = session.execute(text(sql), {"m": model_id}).scalar_one()
@@ -129,8 +129,9 @@ def test_retrieval_events_are_counted_per_list_length_and_rank(
     }
     stored = session.execute(
         text(
-            "SELECT c.rank, c.dataset_id, c.chunk_id, c.score FROM usage_retrieval_chunk c "
-            "JOIN usage_retrieval_event e ON e.id = c.retrieval_id "
+            "SELECT c.rank, c.dataset_id, e.chunk_ids[c.rank], e.chunk_scores[c.rank] "
+            "FROM usage_retrieval_event e, "
+            "unnest(e.dataset_ids) WITH ORDINALITY c(dataset_id, rank) "
             "WHERE e.model_id = :m AND e.event_id = :e ORDER BY c.rank"
         ),
         {"m": model_id, "e": event["event_id"]},
@@ -167,6 +168,76 @@ def test_uppercase_dataset_ids_are_the_same_dataset(setup: tuple[Session, Any, A
     ingest_training(session, model_id, [train(str(dataset_id).upper())])
     [rollup] = queries.rollups(session, model_id)
     assert rollup.dataset_id == dataset_id
+
+
+def _stored_retrievals(session: Session, model_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    rows = session.execute(
+        text(
+            "SELECT event_id, query_id, occurred_at, chunk_count, dataset_ids, chunk_ids, "
+            "chunk_scores FROM usage_retrieval_event WHERE model_id = :m ORDER BY event_id"
+        ),
+        {"m": model_id},
+    ).all()
+    return [tuple(row) for row in rows]
+
+
+def test_the_fast_and_the_staged_path_store_the_same_rows(db_session: Session) -> None:
+    """A clean batch is COPY-ed straight into the table; a batch with one bad event goes
+    through staging. Both store the same rows and rollups for the good events."""
+    fast_model, staged_model = factories.make_model(db_session), factories.make_model(db_session)
+    d1, d2 = (factories.make_dataset(db_session).id for _ in range(2))
+    some_scores = retrieval(d1, d2, d1)
+    some_scores["chunks"][1]["score"] = 0.25
+    no_scores = retrieval(d2, d1)
+    for c in no_scores["chunks"]:
+        c.pop("score", None)
+    reordered = retrieval(d1, d2)
+    reordered["chunks"].reverse()
+    scored = retrieval(d2, d1, occurred_at="2026-04-01T01:00:00+02:00")  # March in UTC
+    for rank, c in enumerate(scored["chunks"], start=1):
+        c["score"] = 1.0 / rank
+    next_month = retrieval(d1, occurred_at="2026-04-01T09:00:00Z", query_id='q\\x"y')
+    good = [some_scores, no_scores, reordered, scored, next_month]
+
+    fast = ingest_retrievals(db_session, fast_model.id, good)
+    staged = ingest_retrievals(db_session, staged_model.id, [*good, retrieval(uuid.uuid4())])
+    assert [r.status for r in fast.results] == ["accepted"] * 5
+    assert [r.status for r in staged.results] == ["accepted"] * 5 + ["rejected"]
+    rows = _stored_retrievals(db_session, fast_model.id)
+    assert rows == _stored_retrievals(db_session, staged_model.id)
+    by_id = {row[0]: row for row in rows}
+    assert by_id[some_scores["event_id"]][6] == [None, 0.25, None]
+    assert by_id[no_scores["event_id"]][6] is None
+    assert by_id[reordered["event_id"]][4] == [d1, d2]  # rank order
+    assert by_id[next_month["event_id"]][1] == 'q\\x"y'
+    strip = [
+        (r.period_key, r.dataset_id, r.list_length, r.rank, r.quantity)
+        for r in queries.rollups(db_session, fast_model.id)
+    ]
+    assert strip == [
+        (r.period_key, r.dataset_id, r.list_length, r.rank, r.quantity)
+        for r in queries.rollups(db_session, staged_model.id)
+    ]
+    assert {r[0] for r in strip} == {"2026-03", "2026-04"}
+
+
+def test_a_repeated_key_rejects_the_event(setup: tuple[Session, Any, Any]) -> None:
+    session, model_id, dataset_id = setup
+    event = DuplicateKeys(train(dataset_id))
+    event.duplicate_key = "quantity"
+    assert only(ingest_training(session, model_id, [event]))[:3] == (
+        "rejected",
+        "duplicate_key",
+        "quantity",
+    )
+    event = retrieval(dataset_id, dataset_id)
+    event["chunks"][1] = DuplicateKeys(event["chunks"][1])
+    event["chunks"][1].duplicate_key = "rank"
+    assert only(ingest_retrievals(session, model_id, [event]))[:3] == (
+        "rejected",
+        "duplicate_key",
+        "chunks/1/rank",
+    )
 
 
 # --- shape validation ------------------------------------------------------------------
@@ -737,8 +808,7 @@ def test_a_failure_after_staging_leaves_nothing(
         "UPDATE usage_training_event SET quantity = quantity + 1 WHERE model_id = :m",
         "DELETE FROM usage_training_event WHERE model_id = :m",
         "DELETE FROM usage_retrieval_event WHERE model_id = :m",
-        "DELETE FROM usage_retrieval_chunk WHERE retrieval_id IN "
-        "(SELECT id FROM usage_retrieval_event WHERE model_id = :m)",
+        "UPDATE usage_retrieval_event SET chunk_ids[1] = 'x' WHERE model_id = :m",
     ],
 )
 def test_declared_usage_is_append_only(setup: tuple[Session, Any, Any], statement: str) -> None:
