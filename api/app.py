@@ -36,6 +36,8 @@ def create_app() -> FastAPI:
         large_paths={
             f"/{API_VERSION}/usage/": USAGE_BODY_MAX_BYTES,
             f"/{API_VERSION}/lineage": 8 * MiB,
+            # A dataset manifest lists every file (path, size, SHA-256).
+            f"/{API_VERSION}/datasets": 32 * MiB,
         },
     )
     app.add_middleware(RequestContextMiddleware)
