@@ -142,8 +142,13 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command()
-    def demo() -> None:
+    def demo(
+        questions: int = typer.Option(300, help="How many questions the RAG app answers."),
+        output: str = typer.Option("demo-output", help="Directory for corpora and exports."),
+    ) -> None:
         """Run the end-to-end demo on the embedded services."""
+        from pathlib import Path
+
         from api.demo import run_demo
 
-        run_demo(console)
+        run_demo(console, question_count=questions, output=Path(output))

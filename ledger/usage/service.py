@@ -79,9 +79,14 @@ def dismiss_quarantined(
     quarantine for audit. Raises ``ValidationFailed`` (note), ``NotFound``, ``StateError``
     (``already_reviewed``). A conditional UPDATE: of two concurrent dismissals one wins,
     the other gets the StateError. Flushes; the caller commits."""
-    if not isinstance(note, str) or not 0 < len(note.strip()) <= REVIEW_NOTE_LENGTH_MAX:
+    if (
+        not isinstance(note, str)
+        or not 0 < len(note.strip()) <= REVIEW_NOTE_LENGTH_MAX
+        or "\x00" in note  # PostgreSQL text cannot store U+0000
+    ):
         raise ValidationFailed(
-            f"note must say why the event is dismissed (1 to {REVIEW_NOTE_LENGTH_MAX} characters)",
+            f"note must say why the event is dismissed (1 to {REVIEW_NOTE_LENGTH_MAX} "
+            "characters, no NUL)",
             field="note",
             code="invalid_note",
         )

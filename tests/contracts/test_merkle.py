@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +112,11 @@ def test_invalid_values_are_rejected_with_the_field_named() -> None:
         StandardMerkleTree.of([])
 
 
-def test_a_100k_line_statement_builds_in_a_few_seconds() -> None:
+def test_a_100k_line_statement_builds_and_proves() -> None:
+    # Build time is reported by scripts/bench_gas.py, never asserted in a test.
     rng = random.Random(7)
     lines = [("0x" + rng.randbytes(20).hex(), rng.randrange(1, 10**12)) for _ in range(100_000)]
-    started = time.perf_counter()
     tree = statement_tree(lines)
-    elapsed_s = time.perf_counter() - started
-    assert elapsed_s < 10, f"100,000 lines took {elapsed_s:.1f} s"
     account, amount = lines[54_321]
     proof = tree.line_proof(account)[1]
     assert len(proof) == 17

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 
 import pytest
@@ -226,14 +225,11 @@ def test_a_large_posting_goes_in_as_one_statement(db_session: Session) -> None:
     lines = 50_000
     entries = [(f"{p}:payee:{i}", "liability", -(i + 1), "EUR") for i in range(lines)]
     entries.append((f"{p}:expense", "expense", sum(i + 1 for i in range(lines)), "EUR"))
-    started = time.perf_counter()
     tx = journal.post(db_session, f"{p}:big", "royalty_accrual", "big", entries)
     db_session.commit()
-    elapsed_s = time.perf_counter() - started
+    # Speed is measured in `make bench` (scripts/bench_close.py), never asserted here.
     assert len(queries.transaction_entries(db_session, tx.id)) == lines + 1
     assert queries.trial_balance(db_session, code_prefix=p).is_balanced
-    # Not a benchmark: a generous bound that only a per-row loop would break.
-    assert elapsed_s < 60
 
 
 # --- the database enforces the invariants by itself ------------------------------------
