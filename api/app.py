@@ -18,7 +18,23 @@ USAGE_BODY_MAX_BYTES = 64 * MiB
 DEFAULT_BODY_MAX_BYTES = 1 * MiB
 
 
+def guard_recursion_limit() -> None:
+    """Import the chain libraries now, then cap the interpreter's recursion limit.
+
+    py_ecc (imported through web3/eth-account) raises the limit to 100,000 at import;
+    JSON decoding then recurses on the C stack and a ~100 kB body of ``[[[[…`` would
+    crash the process. Importing them first means no later import can undo the cap.
+    """
+    import eth_account  # noqa: F401
+    import web3  # noqa: F401
+
+    from ledger.usage.wire import cap_recursion_limit
+
+    cap_recursion_limit()
+
+
 def create_app() -> FastAPI:
+    guard_recursion_limit()
     settings = get_settings()
     configure_logging(json_logs=settings.log_json)
     app = FastAPI(

@@ -56,6 +56,19 @@ def create_celery_app() -> Celery:
 celery_app = create_celery_app()
 
 
+def _guard_recursion_limit() -> None:
+    # Same guard as the API (see api.app.guard_recursion_limit): tasks parse JSON too.
+    import eth_account  # noqa: F401
+    import web3  # noqa: F401
+
+    from ledger.usage.wire import cap_recursion_limit
+
+    cap_recursion_limit()
+
+
+_guard_recursion_limit()
+
+
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_: object) -> None:
     # Pooled connections must not be shared across forked worker processes.

@@ -34,7 +34,9 @@ class Idempotency:
         self.key = key
         self.method = request.method
         self.path = request.url.path
-        self.request_sha256 = hashlib.sha256(body).hexdigest()
+        # The query string is part of the request: the same key and body sent for another
+        # ?model_id= must be a conflict, not a replay of the first model's answer.
+        self.request_sha256 = hashlib.sha256(request.url.query.encode() + b"\n" + body).hexdigest()
         self._record: IdempotencyRecord | None = None
         if key is not None:
             self._lock()

@@ -236,8 +236,11 @@ def run_concurrently(
 
 
 def http_sender(
-    port: int, key: str, model_id: uuid.UUID
+    port: int, key: str, model_id: uuid.UUID, keep_alive: bool
 ) -> tuple[Callable[[], object], Callable[[object, bytes], None]]:
+    """Without keep-alive every request opens a connection, so the kernel hands it to
+    whichever worker accepts first: kept-alive connections stay with the worker that
+    accepted them, and 4 connections over 2 workers often split 3:1."""
     path = f"/v1/usage/retrievals?model_id={model_id}"
 
     def connect() -> object:
@@ -253,10 +256,13 @@ def http_sender(
                 "Authorization": f"Bearer {key}",
                 "Content-Type": "application/json",
                 "Idempotency-Key": uuid.uuid4().hex,
+                "Connection": "keep-alive" if keep_alive else "close",
             },
         )
         response = connection.getresponse()
         payload = response.read()
+        if not keep_alive:
+            connection.close()  # the next request() connects again
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {payload[:500]!r}")
         accepted = orjson.loads(payload)["accepted"]
@@ -347,9 +353,10 @@ def postgres_processes(dsn: str) -> list[psutil.Process]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3, help="repeat each measurement; best counts")
+    parser.add_argument("--keep-alive", action="store_true", help="reuse each client's connection")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -364,7 +371,7 @@ def main() -> None:
     server = start_server(port, args.workers, log)
     api_runs: list[tuple[float, float, float]] = []  # (events/s, API CPU s, PostgreSQL CPU s)
     try:
-        connect, send = http_sender(port, key, model_id)
+        connect, send = http_sender(port, key, model_id, args.keep_alive)
         warmup = make_batches(2, datasets, "warmup")
         for batch in warmup:  # connections, caches, the period row
             send(connect(), orjson.dumps(batch))
@@ -400,6 +407,13 @@ def main() -> None:
         conn.commit()
     assert stored is not None and stored[0] == (args.runs * events + 2 * EVENTS_PER_BATCH), stored
     assert period is not None
+
+    with psycopg.connect(dsn) as conn:
+        settings_rows = conn.execute(
+            "SELECT name, setting FROM pg_settings"
+            " WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers') ORDER BY name"
+        ).fetchall()
+    durability = ", ".join(f"{name}={setting}" for name, setting in settings_rows)
 
     copy_runs: dict[str, list[float]] = {}
     batches = make_batches(args.batches, datasets, "copy")
@@ -437,10 +451,15 @@ def main() -> None:
         ]
     )
     per_k = 1000 / events
+    connections = (
+        "keep-alive connections"
+        if args.keep_alive
+        else "a new connection per request, so every worker gets work"
+    )
     busy = (api_cpu[0] + api_cpu[1]) / api_s
     command = (
         f"scripts/bench_ingest.py --batches {args.batches} --clients {args.clients} "
-        f"--workers {args.workers} --runs {args.runs}"
+        f"--workers {args.workers} --runs {args.runs}{' --keep-alive' if args.keep_alive else ''}"
     )
     section = f"""
 Command: `.venv/bin/python {command}` (part of `make bench`).
@@ -451,10 +470,11 @@ whatever else is busy at the time: each path ran {args.runs} times, the best run
 Input: {args.batches} requests of {EVENTS_PER_BATCH:,} retrieval events × {CHUNKS_PER_EVENT} chunks
 ({events:,} events, {body_mib:.0f} MiB of JSON arrays, distinct ids and times in one month,
 {DATASETS} datasets), each request with an `Idempotency-Key`, sent by {args.clients} concurrent
-keep-alive connections to `uvicorn --workers {args.workers}` on loopback; every response checked
+clients ({connections}) to `uvicorn --workers {args.workers}` on loopback; every response checked
 (all {EVENTS_PER_BATCH:,} accepted). Raw COPY: the same rows into a table `LIKE
 usage_retrieval_event INCLUDING ALL` (same columns, primary key, check constraint), one
 transaction per batch over {args.clients} connections, COPY data prepared beforehand.
+PostgreSQL: {durability}.
 
 {table}
 
@@ -478,8 +498,8 @@ repeated-key detection about 26 ms, validation about 20 ms, binary COPY rows abo
 the rest (HTTP, idempotency record, SQL round trips, freeing the batch) about 30 ms.
 PostgreSQL needs only 1-3 µs per row for the COPY itself, so the CPython side bounds the
 ratio to the raw COPY: 40 % of it would leave about 5 µs per event for decoding,
-validating and encoding, which CPython cannot do; what remains is the API processes'
-Python per event, not the database.
+validating and encoding, which CPython cannot do. The gap is the API processes' Python
+time per event, not the database.
 """
     console.print(table)
     console.print(

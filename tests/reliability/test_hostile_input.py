@@ -458,3 +458,31 @@ def test_guessing_another_tenants_ids_is_a_404_without_their_data(
         problem(response, response.status_code)
         assert dataset["name"] not in response.text and model.name not in response.text
     assert written() == before
+
+
+def test_a_pathologically_deep_body_cannot_crash_a_server_process(database) -> None:  # type: ignore[no-untyped-def]
+    """py_ecc raises the recursion limit at import; without our cap a 200,000-deep
+    array segfaults the JSON decoder. Run against a real server process."""
+    import urllib.error
+    import urllib.request
+
+    from tests.api.support import LiveServer
+
+    body = b"[" * 200_000 + b"]" * 200_000
+    with LiveServer() as server:
+        for path in (
+            "/v1/models",
+            "/v1/usage/retrievals?model_id=00000000-0000-0000-0000-000000000000",
+        ):
+            request = urllib.request.Request(
+                server.url + path,
+                data=body,
+                headers={"Content-Type": "application/json", "Authorization": "Bearer uf_x_y"},
+            )
+            try:
+                urllib.request.urlopen(request, timeout=30)
+            except urllib.error.HTTPError as exc:
+                assert 400 <= exc.code < 500
+            assert server.running, "the server process died on a deeply nested body"
+        with urllib.request.urlopen(server.url + "/healthz", timeout=10) as health:
+            assert health.status == 200
