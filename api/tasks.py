@@ -162,6 +162,24 @@ RESUMABLE = {"close_period": "usefirst.close_period", "anchor_period": "usefirst
 ATTEMPTS_MAX = 10
 
 
+def start_period_job(
+    session: Any, kind: str, period_id: uuid.UUID, params: dict[str, Any], account_id: Any
+) -> Any:
+    """Create the job row of a period workflow (``close_period``/``anchor_period``),
+    commit it, and enqueue its task with the job id as the task id.
+
+    The row is committed first: a worker may pick the task up at once and must find it.
+    """
+    job = jobs.create_job(session, kind, {"period_id": str(period_id), **params}, account_id)
+    session.commit()
+    celery_app.send_task(
+        RESUMABLE[kind],
+        kwargs={"period_id": str(period_id), "job_id": job.id, **params},
+        task_id=job.id,
+    )
+    return job
+
+
 def resume_stale_jobs(stale_after_s: float | None = None) -> list[str]:
     """Re-enqueue jobs whose worker vanished (their row went quiet while queued/running).
 

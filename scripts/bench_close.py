@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("USEFIRST_PG_DATABASE", "usefirst_bench")
 
 import psycopg
-from benchlib import machine, write_section
+from benchlib import machine, setup_database, write_section
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from rich.console import Console
@@ -33,19 +33,6 @@ TRAINED_DATASETS = 2_000
 REVENUE_MINOR = 987_654_321
 
 console = Console()
-
-
-def setup_database() -> None:
-    from api.embedded import postgres
-    from ledger.db import migrate
-    from ledger.settings import get_settings
-
-    settings = get_settings()
-    if settings.uses_embedded_postgres:
-        postgres.start(settings)
-        postgres.drop_database(settings, settings.pg_database)
-        postgres.ensure_database(settings)
-    migrate(settings)
 
 
 def load_data(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:

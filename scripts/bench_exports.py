@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("USEFIRST_PG_DATABASE", "usefirst_bench_exports")
 
 import bench_close
-from benchlib import machine
+from benchlib import machine, setup_database
 from rich.console import Console
 from rich.table import Table
 
@@ -103,7 +103,7 @@ def build_period(payees: int) -> uuid.UUID:
     bench_close.DATASETS = payees // bench_close.CO_OWNERS_PER_DATASET
     bench_close.PAYEES = bench_close.DATASETS * bench_close.CO_OWNERS_PER_DATASET
     bench_close.TRAINED_DATASETS = bench_close.DATASETS // 5
-    bench_close.setup_database()
+    setup_database()
     dsn = get_settings().effective_database_url.replace("postgresql+psycopg://", "postgresql://")
     started = time.perf_counter()
     _model_id, period_id = bench_close.load_data(dsn)

@@ -42,7 +42,7 @@ os.environ.setdefault("USEFIRST_PG_DATABASE", "usefirst_bench_ingest")
 import orjson
 import psutil
 import psycopg
-from benchlib import machine, write_section
+from benchlib import machine, setup_database, write_section
 from rich.console import Console
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,21 +51,6 @@ CHUNKS_PER_EVENT = 5
 DATASETS = 50
 MONTH = datetime(2026, 1, 1, tzinfo=UTC)  # all events in this (past, open) month
 console = Console()
-
-
-def setup_database() -> str:
-    """Fresh migrated bench database; returns its psycopg DSN."""
-    from api.embedded import postgres
-    from ledger.db import migrate
-    from ledger.settings import get_settings
-
-    settings = get_settings()
-    if settings.uses_embedded_postgres:
-        postgres.start(settings)
-        postgres.drop_database(settings, settings.pg_database)
-        postgres.ensure_database(settings)
-    migrate(settings)
-    return settings.effective_database_url.replace("postgresql+psycopg://", "postgresql://")
 
 
 def seed(dsn: str) -> tuple[str, uuid.UUID, list[str]]:

@@ -47,3 +47,18 @@ def write_section(title: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block
     DOC.write_text(text.rstrip() + "\n")
+
+
+def setup_database() -> str:
+    """A freshly created, migrated benchmark database; returns its psycopg DSN."""
+    from api.embedded import postgres
+    from ledger.db import migrate
+    from ledger.settings import get_settings
+
+    settings = get_settings()
+    if settings.uses_embedded_postgres:
+        postgres.start(settings)
+        postgres.drop_database(settings, settings.pg_database)
+        postgres.ensure_database(settings)
+    migrate(settings)
+    return settings.effective_database_url.replace("postgresql+psycopg://", "postgresql://")

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from api import jobs
 from api.deps import Principal, SessionDep, require_roles
 from api.idempotency import IdempotencyDep
 from api.pagination import Page, check_limit, decode_cursor, encode_cursor
@@ -173,24 +172,11 @@ def get_statement(period_id: uuid.UUID, session: SessionDep, principal: ReaderDe
 
 
 def _enqueue(
-    session: Session,
-    principal: Principal,
-    kind: str,
-    period: Period,
-    task_name: str,
-    kwargs: dict[str, Any],
+    session: Session, principal: Principal, kind: str, period: Period, params: dict[str, Any]
 ) -> JobAccepted:
-    from api.tasks import anchor_period, close_period
+    from api.tasks import start_period_job
 
-    job = jobs.create_job(
-        session, kind, {"period_id": str(period.id), **kwargs}, principal.account_id
-    )
-    # The job row must be committed before a worker can pick the task up.
-    session.commit()
-    task = close_period if task_name == "close" else anchor_period
-    task.apply_async(
-        kwargs={"period_id": str(period.id), "job_id": job.id, **kwargs}, task_id=job.id
-    )
+    job = start_period_job(session, kind, period.id, params, principal.account_id)
     return JobAccepted(job_id=job.id, kind=kind, state=job.state, status_url=f"/v1/jobs/{job.id}")
 
 
@@ -217,7 +203,7 @@ def close_period(
             code="already_closed",
         )
     accepted = _enqueue(
-        session, principal, "close_period", period, "close", {"anchor": (body or CloseIn()).anchor}
+        session, principal, "close_period", period, {"anchor": (body or CloseIn()).anchor}
     )
     return idem.respond(202, accepted.model_dump())
 
@@ -240,7 +226,7 @@ def anchor(
             field="period_id",
             code="period_not_closed",
         )
-    accepted = _enqueue(session, principal, "anchor_period", period, "anchor", {})
+    accepted = _enqueue(session, principal, "anchor_period", period, {})
     return idem.respond(202, accepted.model_dump())
 
 

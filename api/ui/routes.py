@@ -26,7 +26,6 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import jobs
 from api.deps import SessionDep
 from api.ui import auth, views
 from api.ui.auth import FormDep, LoginRequired, Viewer, ViewerDep, require_role
@@ -293,21 +292,12 @@ def _start_period_job(
 
     A job of the period still queued or running is joined rather than doubled (a second
     click, a reload of the form)."""
-    from api.tasks import anchor_period, close_period
+    from api.tasks import start_period_job
 
     running = views.latest_jobs(session, [period.id]).get(period.id)
     if running is not None and running.state in ("queued", "running"):
         return running.id
-    job = jobs.create_job(
-        session, kind, {"period_id": str(period.id), **kwargs}, viewer.principal.account_id
-    )
-    # The job row must be committed before a worker can pick the task up.
-    session.commit()
-    task = close_period if kind == "close_period" else anchor_period
-    task.apply_async(
-        kwargs={"period_id": str(period.id), "job_id": job.id, **kwargs}, task_id=job.id
-    )
-    return job.id
+    return str(start_period_job(session, kind, period.id, kwargs, viewer.principal.account_id).id)
 
 
 @router.post("/finance/periods/{period_id}/close")

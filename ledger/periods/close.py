@@ -26,10 +26,11 @@ from sqlalchemy import insert, select, text
 from sqlmodel import Session, col
 
 import attribution as attr
-from ledger.errors import NotFound, StateError
+from ledger.errors import StateError
 from ledger.journal import service as journal
 from ledger.models.models import Agreement
 from ledger.periods.models import Period, PeriodAdjustment, PeriodStatement, StatementLine
+from ledger.periods.service import lock_period_for_update
 from ledger.types import utcnow
 
 CLOSED_STATES = ("closed", "anchored", "paid")
@@ -53,13 +54,7 @@ def _lock_period(session: Session, period_id: uuid.UUID) -> Period:
     session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"close:{period_id}"}
     )
-    period = session.execute(
-        select(Period).where(col(Period.id) == period_id).with_for_update()
-    ).scalar_one_or_none()
-    if period is None:
-        raise NotFound(f"period {period_id} does not exist", field="period_id")
-    session.refresh(period)
-    return period
+    return lock_period_for_update(session, period_id)
 
 
 def begin_close(session: Session, period_id: uuid.UUID) -> Period:

@@ -497,12 +497,9 @@ def test_only_finance_resolves_with_a_reason(db_session: Session) -> None:
 
 @pytest.fixture(scope="module")
 def wallet_factory(w3: Web3, anvil_accounts: list[LocalAccount]):
-    from contracts.compiler import CompilerError, get_contract
+    from contracts.compiler import get_contract
 
-    try:
-        compiled = get_contract("ERC1271WalletMock")
-    except CompilerError as exc:
-        pytest.skip(f"cannot compile the ERC-1271 wallet mock: {exc}")
+    compiled = get_contract("ERC1271WalletMock")
     deployer = anvil_accounts[7]
 
     def deploy(owner: str) -> str:
