@@ -59,6 +59,7 @@ from ledger.periods import service as periods
 from ledger.rights.eip712 import USE_RAG, USE_TRAIN
 from ledger.types import CHUNKS_PER_RETRIEVAL_MAX
 from ledger.usage import pgbinary
+from ledger.usage.compact import WireRetrieval, payload_json
 from ledger.usage.schemas import (
     BATCH_EVENTS_MAX,
     ID_LENGTH_MAX,
@@ -105,9 +106,13 @@ def run(
     events: Sequence[Any],
     kind: _Kind[E],
     rejected: Mapping[int, EventRejected] | None = None,
+    parsed: Sequence[E] | None = None,
 ) -> IngestResult:
     """Ingest one batch of ``kind`` events for ``model_id``; see the module docstring.
-    ``rejected``: events already refused while decoding (by index), quarantined as such."""
+    ``rejected``: events already refused while decoding (by index), quarantined as such.
+    ``parsed``: every event already shape-validated by a decoder (``events[i]`` as
+    received, ``parsed[i]`` what ``kind.parse`` would return for it), e.g. by
+    ``ledger.usage.compact``."""
     if len(events) > BATCH_EVENTS_MAX:
         raise PayloadTooLarge(
             f"a batch holds at most {BATCH_EVENTS_MAX} events, got {len(events)}; split it",
@@ -125,7 +130,10 @@ def run(
                 if cursor.fetchone() is None:
                     raise NotFound(f"model {model_id} does not exist", field="model_id")
                 batch: _Batch[E] = _Batch(kind, model_id, events)
-                batch.parse_all(rejected or {})
+                if parsed is None:
+                    batch.parse_all(rejected or {})
+                else:
+                    batch.take_parsed(parsed)
                 if batch.staged and not (kind.fast and kind.fast(batch, session, cursor)):
                     batch.run_sql(session, cursor)
                 batch.resolve_repeats()
@@ -148,14 +156,20 @@ class _Batch(Generic[E]):
 
     # --- Python side -------------------------------------------------------------------
 
-    def parse_all(self, rejected: Mapping[int, EventRejected]) -> None:
-        parse, staged = self.kind.parse, self.staged
+    def parse_all(
+        self,
+        rejected: Mapping[int, EventRejected],
+        parse: Callable[[], E] | None = None,
+    ) -> None:
+        """Validate every event (``parse``: the next already validated event instead)
+        and resolve repeats of an event id inside the batch."""
+        staged, parse_raw = self.staged, self.kind.parse
         first_by_id: dict[str, int] = {}
         for index, raw in enumerate(self.events):
             try:
                 if rejected and index in rejected:
                     raise rejected[index]
-                event = parse(raw)
+                event = parse_raw(raw) if parse is None else parse()
             except EventRejected as error:
                 self.reject(index, error.code, error.message, error.field)
                 continue
@@ -175,6 +189,12 @@ class _Batch(Generic[E]):
                     conflict_message(event.event_id, differing, where),
                     "event_id",
                 )
+
+    def take_parsed(self, parsed: Sequence[E]) -> None:
+        """Like :meth:`parse_all` for events a decoder already validated."""
+        if len(parsed) != len(self.events):
+            raise ValueError(f"{len(parsed)} parsed events for {len(self.events)} received")
+        self.parse_all({}, parse=iter(parsed).__next__)
 
     def reject(self, index: int, code: str, message: str, field: str) -> None:
         self.results[index] = EventResult(
@@ -832,6 +852,8 @@ RETRIEVAL: Final[_Kind[RetrievalEvent]] = _Kind(
 
 def _event_id_of(raw: object) -> str | None:
     """The event id to file a rejected event under, when it has a usable one."""
+    if type(raw) is WireRetrieval:
+        return raw.event_id
     if isinstance(raw, Mapping):
         value = raw.get("event_id")
         if type(value) is str and 0 < len(value) <= ID_LENGTH_MAX and value.isprintable():
@@ -847,6 +869,8 @@ def _payload_json(raw: object) -> str:
     """The event as received, as JSON the ``jsonb`` column accepts. NUL characters,
     lone surrogates and non-finite numbers cannot be stored and are replaced; the
     rest is kept as sent."""
+    if type(raw) is WireRetrieval:
+        return payload_json(raw)
     try:
         text = json.dumps(raw, default=_json_default, ensure_ascii=True, allow_nan=False)
         if "\\u0000" not in text and "\\ud" not in text and "\\uD" not in text:

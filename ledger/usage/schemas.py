@@ -351,7 +351,7 @@ _KNOWN_DATASET_IDS: dict[str, str] = {}
 _KNOWN_DATASET_IDS_MAX: Final = 100_000
 
 
-def _canonical_dataset_id(value: str) -> str | None:
+def canonical_dataset_id(value: str) -> str | None:
     """Lower-case UUID text, or None when ``value`` is not a UUID."""
     canonical = _KNOWN_DATASET_IDS.get(value)
     if canonical is None and len(value) == 36 and _UUID.fullmatch(value):
@@ -378,7 +378,7 @@ def _object(value: object, field: str) -> None:
 
 def _dataset_id(value: object, field: str) -> str:
     if type(value) is str:
-        canonical = _canonical_dataset_id(value)
+        canonical = canonical_dataset_id(value)
         if canonical is not None:
             return canonical
     elif isinstance(value, uuid.UUID):

@@ -43,7 +43,7 @@ from sqlmodel import Session
 from ledger.errors import NotFound, StateError, ValidationFailed
 from ledger.usage import ingest
 from ledger.usage.models import QuarantinedEvent
-from ledger.usage.schemas import EventRejected, IngestResult
+from ledger.usage.schemas import EventRejected, IngestResult, RetrievalEvent
 
 
 def ingest_training(
@@ -62,10 +62,12 @@ def ingest_retrievals(
     model_id: uuid.UUID,
     events: Sequence[Mapping[str, Any] | Any],
     rejected: Mapping[int, EventRejected] | None = None,
+    parsed: Sequence[RetrievalEvent] | None = None,
 ) -> IngestResult:
     """Ingest retrieval events of ``model_id`` (see the module docstring). ``rejected``
-    holds events refused while decoding (``ledger.usage.wire``), by index."""
-    return ingest.run(session, model_id, events, ingest.RETRIEVAL, rejected)
+    holds events refused while decoding (``ledger.usage.wire``), by index; ``parsed``
+    the events already validated by a decoder (``ledger.usage.compact``)."""
+    return ingest.run(session, model_id, events, ingest.RETRIEVAL, rejected, parsed)
 
 
 REVIEW_NOTE_LENGTH_MAX: Final = 2_000

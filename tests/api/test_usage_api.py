@@ -5,6 +5,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ class World:
 def world(principal: Callable[..., ApiPrincipal], db_engine: Engine) -> World:
     """A model team with one model (agreement in tokens) and two datasets confirmed for
     both uses."""
+    return _world(principal, db_engine)
+
+
+def _world(principal: Callable[..., ApiPrincipal], db_engine: Engine) -> World:
     team = principal("model_team")
     with Session(db_engine, expire_on_commit=False) as session:
         model = factories.make_model(session)
@@ -505,3 +510,91 @@ def test_the_openapi_schema_documents_both_body_types(client: TestClient) -> Non
         assert content["application/json"]["schema"]["type"] == "array"
         assert content["application/json"]["example"]
         assert content["application/x-ndjson"]["example"].count("\n") == 2
+
+
+# --- the fast lane for compact retrieval batches --------------------------------------
+
+
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _lane_scenario(
+    client: TestClient, world: World, db_engine: Engine, encode: Callable[[Any], bytes]
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """Accepted events, an identical repeat and a conflicting repeat in one batch, a
+    closed period, the future, then the same batch again: per-event results of both
+    posts and what went to quarantine (payload, reason)."""
+    with Session(db_engine) as session:
+        factories.make_period(session, world.model_id, datetime(2026, 2, 5, tzinfo=UTC), "closed")
+        session.commit()
+    first = retrieval(world, "e-1")
+    batch = [
+        first,
+        retrieval(world, "e-2", occurred_at="2026-03-10T12:00:00.000250+02:00"),
+        first,
+        retrieval(world, "e-1", query_id="q-other"),
+        retrieval(world, "e-3", occurred_at="2026-02-05T10:00:00Z"),
+        retrieval(world, "e-4", occurred_at="2999-01-01T00:00:00Z"),
+        retrieval(
+            world, "e-5", chunks=[{"dataset_id": str(uuid.uuid4()), "chunk_id": "x", "rank": 1}]
+        ),
+    ]
+    outcomes = []
+    for _ in range(2):
+        response = post(client, world, "retrievals", encode(batch))
+        assert response.status_code == 200, response.text
+        outcomes.append(response.json()["results"])
+    with Session(db_engine) as session:
+        quarantined = session.execute(
+            text(
+                "SELECT payload, reason_code FROM usage_quarantine WHERE model_id = :m"
+                " ORDER BY event_id, reason_code"
+            ),
+            {"m": world.model_id},
+        ).all()
+    return outcomes[0], outcomes[1], [tuple(row) for row in quarantined]
+
+
+def test_compact_and_spaced_json_take_different_lanes_to_the_same_outcome(
+    client: TestClient,
+    principal: Callable[..., ApiPrincipal],
+    db_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ledger.usage import compact
+
+    fast_lane_batches: list[int] = []
+    decode = compact.decode_retrievals
+
+    def counting(body: bytes) -> Any:
+        decoded = decode(body)
+        if decoded is not None:
+            fast_lane_batches.append(len(decoded[0]))
+        return decoded
+
+    monkeypatch.setattr(compact, "decode_retrievals", counting)
+    outcomes = {}
+    for name, encode in {
+        "compact": lambda v: json.dumps(v, separators=(",", ":")).encode(),
+        "spaced": lambda v: json.dumps(v, indent=1).encode(),
+    }.items():
+        world = _world(principal, db_engine)
+        outcomes[name] = _lane_scenario(client, world, db_engine, encode)
+        stored_rows = stored(db_engine, world.model_id)
+        assert stored_rows["usage_retrieval_event"] == 2, name
+    assert fast_lane_batches == [7, 7], "the compact batch (and its replay) took the fast lane"
+    # The two worlds have their own dataset ids; everything else must be equal.
+    same = {name: re.sub(_UUID_TEXT, "<uuid>", repr(o)) for name, o in outcomes.items()}
+    assert same["compact"] == same["spaced"]
+    first, replay, quarantined = outcomes["compact"]
+    assert [r["status"] for r in first] == [
+        "accepted",
+        "accepted",
+        "duplicate",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
+    assert [r["status"] for r in replay][:3] == ["duplicate"] * 3
+    assert {reason for _, reason in quarantined} >= {"period_not_open", "occurred_in_future"}
