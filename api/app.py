@@ -69,6 +69,7 @@ def _v1_routers() -> list[APIRouter]:
     from api.routers import (
         accounts,
         datasets,
+        exports,
         jobs,
         lineage,
         me,
@@ -94,4 +95,5 @@ def _v1_routers() -> list[APIRouter]:
         datasets.router,
         models.router,
         statements.router,
+        exports.router,
     ]

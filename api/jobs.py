@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
+from ledger import tables  # noqa: F401  (Job's foreign keys name other domains' tables)
 from ledger.db import session_scope
 from ledger.errors import NotFound
 from ledger.ops_models import Job

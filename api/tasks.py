@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -106,9 +107,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def _chain_transient() -> tuple[type[BaseException], ...]:
+    import requests
+
     from contracts.errors import ChainUnavailable, ConfirmationTimeout
 
-    return (ChainUnavailable, ConfirmationTimeout)
+    # A node that stops answering mid-call surfaces from web3 as the HTTP client's own
+    # connection error or timeout once the provider's retries are spent.
+    return (ChainUnavailable, ConfirmationTimeout, requests.ConnectionError, requests.Timeout)
 
 
 @celery_app.task(name="usefirst.anchor_period", bind=True, acks_late=True, **RETRY)
@@ -157,8 +162,77 @@ def reconcile() -> dict[str, Any]:
     return dict(_jsonable(report))
 
 
+class _ProgressMarks:
+    """An export's ``progress(done, total)`` as marks on its job row, at most one per
+    ``interval_s`` (the row's ``updated_at`` also tells the sweep the job is alive)."""
+
+    def __init__(self, job_id: str, interval_s: float = 2.0) -> None:
+        self.job_id = job_id
+        self.interval_s = interval_s
+        self._last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            jobs.mark(self.job_id, progress={"step": "writing", "done": done, "total": total})
+
+
+@celery_app.task(name="usefirst.generate_export", acks_late=True, **RETRY)
+def generate_export(job_id: str, **_params: Any) -> dict[str, Any]:
+    """Write the file of export job ``job_id`` to ``<data_dir>/exports/<job_id>.<suffix>``.
+
+    The job row is reloaded (``_params`` are the copy the sweep resends; the row wins).
+    Idempotent: runs of one job hold an advisory lock, a finished job whose file exists is
+    returned as it is, and the file is written under a temporary name and renamed when
+    complete, so a rerun after a crash replaces leftovers and leaves exactly one file.
+    """
+    from ledger.reports import exports
+    from ledger.reports.streams import ExportIntegrityError
+    from ledger.settings import get_settings
+
+    settings = get_settings()
+    try:
+        with session_scope() as session:
+            exports.lock_export_job(session, job_id)
+            job = jobs.get_job(session, job_id)
+            if job.kind != "export":  # not ours to mark failed
+                raise ValueError(f"job {job_id} is a {job.kind} job, not an export")
+            if job.state == "succeeded" and job.result is not None:
+                done = exports.stored_path(settings, job_id, job.result["format"])
+                if done.is_file():
+                    return dict(job.result)
+            jobs.mark(job_id, state="running", progress={"step": "selecting"})
+            selected = exports.select_export(session, exports.ExportRequest.from_params(job.params))
+            target = exports.stored_path(settings, job_id, selected.format)
+            exports.remove_partial_files(target)
+            jobs.mark(job_id, progress={"step": "writing", "done": 0})
+            written = exports.write_export_file(session, selected, target, _ProgressMarks(job_id))
+    except (DomainError, ExportIntegrityError) as exc:
+        message = f"{exc.code}: {exc.message}" if isinstance(exc, DomainError) else str(exc)
+        jobs.mark(job_id, state="failed", error=message)
+        raise
+    result = {
+        "download_url": f"/v1/exports/{job_id}/download",
+        "filename": selected.filename,
+        "media_type": selected.media_type,
+        "kind": selected.kind,
+        "format": selected.format,
+        "statements": len(selected.statements),
+        "rows": written.rows,
+        "bytes": written.bytes_written,
+        "sha256": written.sha256,
+    }
+    jobs.mark(job_id, state="succeeded", progress={"step": "done"}, result=result)
+    return result
+
+
 # Which task resumes a job of each kind (job params are the task's keyword arguments).
-RESUMABLE = {"close_period": "usefirst.close_period", "anchor_period": "usefirst.anchor_period"}
+RESUMABLE = {
+    "close_period": "usefirst.close_period",
+    "anchor_period": "usefirst.anchor_period",
+    "export": "usefirst.generate_export",
+}
 ATTEMPTS_MAX = 10
 
 
@@ -177,6 +251,16 @@ def start_period_job(
         kwargs={"period_id": str(period_id), "job_id": job.id, **params},
         task_id=job.id,
     )
+    return job
+
+
+def start_export_job(session: Any, params: dict[str, Any], account_id: Any) -> Any:
+    """Create the job row of an export (``params``: a checked
+    :meth:`~ledger.reports.exports.SelectedExport.params`), commit it, and enqueue
+    ``usefirst.generate_export`` with the job id as the task id."""
+    job = jobs.create_job(session, "export", params, account_id)
+    session.commit()
+    celery_app.send_task(RESUMABLE["export"], kwargs={"job_id": job.id}, task_id=job.id)
     return job
 
 

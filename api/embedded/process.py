@@ -106,24 +106,37 @@ def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def stop_process_group(pid: int, timeout_s: float = 15.0) -> None:
-    """SIGTERM the process group led by ``pid``, then SIGKILL whatever is left."""
+def stop_process_group(pid: int, timeout_s: float = 15.0, leader_first_s: float = 0.0) -> None:
+    """SIGTERM the process group led by ``pid``, then SIGKILL whatever is left.
+
+    ``leader_first_s`` > 0: SIGTERM only the leader first and give it that long to stop
+    its own children (a Celery worker's warm shutdown; a TERM to the whole group kills
+    its pool first, and the leader then waits for the lost children until its own
+    timeout)."""
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
         return
+    if leader_first_s > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        _wait_gone(pid, leader_first_s)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) or _is_zombie(pid):
-            break
-        time.sleep(0.1)
+    _wait_gone(pid, timeout_s)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
     # Reap if it is our child (e.g. started in this same process by a test).
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or _is_zombie(pid):
+            return
+        time.sleep(0.1)
 
 
 def _is_zombie(pid: int) -> bool:

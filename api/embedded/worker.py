@@ -135,6 +135,6 @@ def stop(settings: Settings, name: str = NAME) -> bool:
     record, _ = load_live_record(settings.run_dir, name)
     if record is None:
         return False
-    stop_process_group(record.pid, timeout_s=20)
+    stop_process_group(record.pid, timeout_s=20, leader_first_s=15)
     record.remove(settings.run_dir)
     return True

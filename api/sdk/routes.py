@@ -11,6 +11,7 @@ resend the same key and the server answers a replay instead of acting twice.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from api.sdk.types import (
     DatasetPeriodUsage,
     DatasetSummary,
     Dispute,
+    ExportFile,
+    FindingsPage,
     Job,
     JobAccepted,
     LineageResult,
@@ -100,6 +103,19 @@ def _model(cls: Any) -> Callable[[httpx.Response], Any]:
 def _statement(response: httpx.Response) -> Statement:
     return Statement(
         document=response.content, sha256=response.headers.get("x-statement-sha256", "")
+    )
+
+
+_FILENAME = re.compile(r'filename="([^"]*)"')
+
+
+def _file(response: httpx.Response) -> ExportFile:
+    found = _FILENAME.search(response.headers.get("content-disposition", ""))
+    return ExportFile(
+        content=response.content,
+        filename=found.group(1) if found else "",
+        media_type=response.headers.get("content-type", ""),
+        sha256=response.headers.get("x-statement-sha256"),
     )
 
 
@@ -621,6 +637,90 @@ class Routes:
     def list_jobs(*, cursor: str | None = None, limit: int = LIMIT_DEFAULT) -> Call[Page[Job]]:
         """Recent jobs (yours; all for finance)."""
         return _get("/v1/jobs", Page[Job], cursor=cursor, limit=limit)
+
+    # --- finance: exports and reconciliation ---
+
+    @staticmethod
+    def export_settlement(
+        *,
+        period: Id | None = None,
+        model_id: Id | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        format: Literal["csv", "breakdown-csv", "xlsx"] = "csv",
+    ) -> Call[ExportFile]:
+        """Finance: the settlement report of ``period`` (an id, or ``YYYY-MM`` of every model
+        or of ``model_id``) or of the periods starting from ``date_from`` to ``date_to``
+        (``YYYY-MM-DD``, inclusive). The whole file is read into memory; for very large
+        reports use :meth:`create_export` and :meth:`download_export`."""
+        params = _query(
+            period=period, model_id=model_id, format=format, **{"from": date_from, "to": date_to}
+        )
+        return Call("GET", "/v1/exports/settlement", _file, params)
+
+    @staticmethod
+    def export_journal(date_from: str, date_to: str) -> Call[ExportFile]:
+        """Finance: journal entries posted from ``date_from`` to ``date_to`` (inclusive, UTC)
+        as CSV."""
+        return Call("GET", "/v1/exports/journal", _file, {"from": date_from, "to": date_to})
+
+    @staticmethod
+    def export_statement_json(period_id: Id) -> Call[ExportFile]:
+        """Finance: the canonical statement JSON (``sha256`` is the on-chain statement hash)."""
+        return Call("GET", f"/v1/exports/statements/{period_id}.json", _file)
+
+    @staticmethod
+    def export_statement_pdf(period_id: Id, address: str) -> Call[ExportFile]:
+        """Finance: one payee's PDF statement of a closed period."""
+        return Call("GET", f"/v1/exports/statements/{period_id}/payees/{address}.pdf", _file)
+
+    @staticmethod
+    def create_export(
+        kind: Literal["settlement", "journal", "statement-json", "statement-pdf"],
+        *,
+        format: str | None = None,
+        period: Id | None = None,
+        model_id: Id | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        payee: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[JobAccepted]:
+        """Finance: generate an export on the worker; wait with :meth:`wait_for_job`, then
+        :meth:`download_export`."""
+        body = {
+            "kind": kind,
+            "format": format,
+            "period": None if period is None else str(period),
+            "model_id": model_id,
+            "from": date_from,
+            "to": date_to,
+            "payee": payee,
+        }
+        return _write("POST", "/v1/exports", JobAccepted, body, idempotency_key)
+
+    @staticmethod
+    def download_export(job_id: str) -> Call[ExportFile]:
+        """Finance: the file of a finished export job (409 ``export_not_ready`` before)."""
+        return Call("GET", f"/v1/exports/{job_id}/download", _file)
+
+    @staticmethod
+    def list_findings(
+        *,
+        run_id: Id | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = LIMIT_DEFAULT,
+    ) -> Call[FindingsPage]:
+        """Finance: findings of the latest reconciliation run (or of ``run_id``)."""
+        return _get(
+            "/v1/reconciliation/findings",
+            FindingsPage,
+            run_id=run_id,
+            kind=kind,
+            cursor=cursor,
+            limit=limit,
+        )
 
     # --- admin: accounts and API keys ---
 

@@ -398,3 +398,45 @@ class OwnerAddress(ApiModel):
     display_name: str
     contact: str | None = None
     created_at: datetime | None = None
+
+
+class ExportFile(ApiModel):
+    """A downloaded export: the exact bytes, the server's file name and media type, and for
+    a statement JSON the SHA-256 the server vouches for (the on-chain statement hash)."""
+
+    content: bytes
+    filename: str
+    media_type: str
+    sha256: str | None = None
+
+
+class ReconciliationRun(ApiModel):
+    id: uuid.UUID
+    chain_id: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    settlements_checked: int
+    findings_count: int
+
+
+class ReconciliationFinding(ApiModel):
+    """A difference between ledger and chain; ``kind`` is a stable code
+    (``missing_on_chain``, ``root_mismatch``, ``claim_not_indexed``, …)."""
+
+    id: int
+    run_id: uuid.UUID
+    kind: str
+    detail: str
+    settlement_id: uuid.UUID | None = None
+    settlement_key: str | None = None
+    period_id: uuid.UUID | None = None
+    period_key: str | None = None
+    model_id: uuid.UUID | None = None
+    ledger_value: str | None = None
+    chain_value: str | None = None
+
+
+class FindingsPage(Page[ReconciliationFinding]):
+    """A page of one run's findings; ``run`` is None before the first reconciliation."""
+
+    run: ReconciliationRun | None = None

@@ -13,39 +13,34 @@ commits before it redirects (post/redirect/get), so the next page sees its effec
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, date, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import SessionDep
+from api.downloads import stream_export
 from api.ui import auth, views
 from api.ui.auth import FormDep, LoginRequired, Viewer, ViewerDep, require_role
 from ledger.datasets.service import uses_from_mask
 from ledger.errors import DomainError, NotFound, StateError, Unauthorized, ValidationFailed
 from ledger.periods.models import PERIOD_STATES, Period
-from ledger.reports import service as reports
 from ledger.reports.amounts import bps_percent, major_display
+from ledger.reports.exports import ExportRequest
 from ledger.rights.service import resolve_dispute
 from ledger.settings import get_settings
 
 UI_DIR: Final = Path(__file__).resolve().parent
 STATIC_PATH: Final = "/ui/static"
 HOME_BY_ROLE: Final = {"owner": "/ui/owner", "model_team": "/ui/team", "finance": "/ui/finance"}
-SETTLEMENT_MEDIA_TYPES: Final = {
-    "csv": "text/csv; charset=utf-8",
-    "breakdown-csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
-SETTLEMENT_SUFFIXES: Final = {"csv": "csv", "breakdown-csv": "breakdown.csv", "xlsx": "xlsx"}
 # Pages hold money and keys' owners: never cached, never framed, only our own assets.
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -203,21 +198,8 @@ def owner_statement_pdf(
 ) -> Response:
     require_role(viewer, "owner")
     views.require_own_address(viewer.principal.owner_addresses(session), period_id, address)
-    ref = reports.statement_for_period(session, period_id)
-    chunks = reports.iter_statement_pdf(session, ref, address)
-    return _download(chunks, "application/pdf", f"statement-{ref.period_key}-{address}.pdf")
-
-
-def _download(chunks: Iterator[bytes], media_type: str, filename: str) -> StreamingResponse:
-    # The session stays open until the stream ends (request-scoped dependency).
-    return StreamingResponse(
-        chunks,
-        media_type=media_type,
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
+    return stream_export(
+        ExportRequest("statement-pdf", "pdf", period=str(period_id), payee=address)
     )
 
 
@@ -366,30 +348,22 @@ def finance_resolve(
 
 @router.get("/finance/exports/settlement")
 def finance_export_settlement(
-    session: SessionDep,
     viewer: ViewerDep,
     period_id: uuid.UUID,
     format: Annotated[str, Query(max_length=16)] = "csv",
 ) -> Response:
     require_role(viewer, "finance")
-    refs = reports.statements_for_period(session, period_id)
-    chunks = reports.iter_settlement(session, refs, format)  # refuses an unknown format
-    name = f"settlement-{refs[0].short_name.replace(' ', '-')}.{SETTLEMENT_SUFFIXES[format]}"
-    return _download(chunks, SETTLEMENT_MEDIA_TYPES[format], name)
+    return stream_export(ExportRequest("settlement", format, period=str(period_id)))
 
 
 @router.get("/finance/exports/journal")
 def finance_export_journal(
-    session: SessionDep,
     viewer: ViewerDep,
     date_from: Annotated[str, Query(alias="from", max_length=10)],
     date_to: Annotated[str, Query(alias="to", max_length=10)],
 ) -> Response:
     require_role(viewer, "finance")
-    start: date = reports.parse_date(date_from, "from")
-    end: date = reports.parse_date(date_to, "to")
-    chunks = reports.iter_journal_csv(session, start, end)
-    return _download(chunks, "text/csv; charset=utf-8", f"journal-{start}-{end}.csv")
+    return stream_export(ExportRequest("journal", "csv", date_from=date_from, date_to=date_to))
 
 
 # --- errors and installation ----------------------------------------------------------------

@@ -219,6 +219,12 @@ def _day_bounds(date_from: str | date, date_to: str | date) -> tuple[datetime, d
             field="to",
             code="date_range_invalid",
         )
+    if last == date.max:  # the exclusive end (the day after) would not be a date
+        raise ValidationFailed(
+            f"to {last} is the last representable day; use an earlier date",
+            field="to",
+            code="date_invalid",
+        )
     start = datetime.combine(first, time(0), tzinfo=UTC)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
     return start, end

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from api import jobs
+from api.tasks import generate_export
 from ledger.access.models import ApiKey
 from ledger.datasets.service import open_disputes
 from ledger.models.models import Model
@@ -52,7 +53,8 @@ class Access:
     role is in ``sees_all``); ``query``/``body``/``form``: the request, ``{name}`` filled
     from the world's ids (and ``{csrf}`` with the caller's form token); ``probe``: expect
     2xx for admitted callers (GET only); ``anonymous``: what a caller without credentials
-    gets, when it is not the default."""
+    gets, when it is not the default; ``ids``: path parameters that take another of the
+    world's ids than their own name."""
 
     roles: frozenset[str]
     tenant: str | None = None
@@ -63,6 +65,8 @@ class Access:
     form: dict[str, str] | None = None
     probe: bool = True
     anonymous: int | None = None
+    # Path parameters filled from another of the world's ids: {parameter: id name}.
+    ids: dict[str, str] = field(default_factory=dict)
 
 
 def rule(roles: str, tenant: str | None = None, sees_all: str = "", **kw: Any) -> Access:
@@ -182,6 +186,16 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/models/{model_id}/agreements/in-force"): rule(
         "model_team finance", "team_a", "finance"
     ),
+    # finance: exports and reconciliation findings
+    ("GET", "/v1/exports/settlement"): rule("finance", query={"period": "{period_id}"}),
+    ("GET", "/v1/exports/journal"): rule(
+        "finance", query={"from": "2026-03-01", "to": "2026-03-31"}
+    ),
+    ("GET", "/v1/exports/statements/{period_id}.json"): rule("finance"),
+    ("GET", "/v1/exports/statements/{period_id}/payees/{address}.pdf"): rule("finance"),
+    ("POST", "/v1/exports"): rule("finance", body={"kind": "settlement", "period": "{period_id}"}),
+    ("GET", "/v1/exports/{job_id}/download"): rule("finance", ids={"job_id": "export_job_id"}),
+    ("GET", "/v1/reconciliation/findings"): rule("finance"),
     # the dashboard (session cookie)
     ("GET", "/ui"): rule(EVERYONE),
     ("GET", "/ui/login"): PUBLIC,
@@ -321,7 +335,14 @@ def _world(app: FastAPI, principal: Make, db_engine: Engine) -> World:
             select(col(ApiKey.id)).where(col(ApiKey.account_id) == team_a.account_id)
         ).scalar_one()
         job = jobs.create_job(session, "authz", {}, team_a.account_id)
+        export = jobs.create_job(
+            session,
+            "export",
+            {"kind": "settlement", "format": "csv", "period": str(period.period_id)},
+            made["finance"].account_id,
+        )
         session.commit()
+    generate_export(export.id)  # the worker's task, run here: the file exists for the probe
     ids = {
         "account_id": str(team_a.account_id),
         "key_id": str(key_id),
@@ -331,6 +352,7 @@ def _world(app: FastAPI, principal: Make, db_engine: Engine) -> World:
         "period_id": str(period.period_id),
         "address": owner_a.address,
         "job_id": job.id,
+        "export_job_id": export.id,
         "quarantine_id": "1",
     }
     callers = {name: _signed_in(app, name, who) for name, who in made.items()}
@@ -353,7 +375,11 @@ def _fill(value: Any, values: dict[str, str]) -> Any:
 def _call(
     client: TestClient, method: str, path: str, access: Access, world: World, caller: Caller
 ) -> Any:
-    values = {**world.ids, "csrf": caller.csrf}
+    values = {
+        **world.ids,
+        **{name: world.ids[source] for name, source in access.ids.items()},
+        "csrf": caller.csrf,
+    }
     kwargs: dict[str, Any] = {"params": _fill(access.query, values)}
     if path.startswith(UI_PREFIX):
         client = caller.ui
