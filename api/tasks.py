@@ -15,7 +15,6 @@ from sqlalchemy.exc import OperationalError
 from api import jobs
 from api.celery_app import celery_app
 from ledger.db import session_scope
-from ledger.errors import DomainError
 
 # Errors worth retrying: the database or the chain was briefly unreachable.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, psycopg.OperationalError)
@@ -61,8 +60,8 @@ def close_period(period_id: str, job_id: str | None = None, anchor: bool = True)
         _fault_point("close_after_begin")
         with session_scope() as session:
             outcome = finish_close(session, pid)
-    except DomainError as exc:
-        jobs.mark(job_id, state="failed", error=f"{exc.code}: {exc.message}")
+    except Exception as exc:
+        _fail_unless_transient(job_id, exc)
         raise
     result = {
         "period_id": period_id,
@@ -79,6 +78,16 @@ def close_period(period_id: str, job_id: str | None = None, anchor: bool = True)
     else:
         jobs.mark(job_id, state="succeeded", progress={"step": "closed"}, result=result)
     return result
+
+
+def _fail_unless_transient(job_id: str | None, exc: BaseException) -> None:
+    """Mark the job failed for an error a retry cannot fix (a domain error, no deployment,
+    a bug); a transient one (``TRANSIENT_ERRORS``, retried by Celery) leaves it running."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return
+    code = getattr(exc, "code", None) or type(exc).__name__
+    message = getattr(exc, "message", None) or str(exc)
+    jobs.mark(job_id, state="failed", error=f"{code}: {message}")
 
 
 def _fault_point(name: str) -> None:
@@ -117,8 +126,11 @@ def _chain_transient() -> tuple[type[BaseException], ...]:
 
 
 @celery_app.task(name="usefirst.anchor_period", bind=True, acks_late=True, **RETRY)
-def anchor_period(self: Any, period_id: str, job_id: str | None = None) -> dict[str, Any]:
-    """Prepare, publish and confirm the settlement of a closed period.
+def anchor_period(
+    self: Any, period_id: str, job_id: str | None = None, reanchor: bool = False
+) -> dict[str, Any]:
+    """Prepare, publish and confirm the settlement of a closed period (``reanchor``: the
+    next attempt of a settlement the guardian revoked; never implied by a retry).
 
     Idempotent and restartable: the publish tx hash is committed before waiting, and
     a rerun checks the chain instead of publishing twice.
@@ -131,12 +143,14 @@ def anchor_period(self: Any, period_id: str, job_id: str | None = None) -> dict[
         jobs.mark(job_id, progress={"step": step, "message": message})
 
     try:
-        outcome = settlements.anchor_period(uuid.UUID(period_id), progress=progress)
+        outcome = settlements.anchor_period(
+            uuid.UUID(period_id), progress=progress, reanchor=reanchor
+        )
     except _chain_transient() as exc:
         jobs.mark(job_id, progress={"step": "waiting for the chain", "message": str(exc)})
         raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
-    except DomainError as exc:
-        jobs.mark(job_id, state="failed", error=f"{exc.code}: {exc.message}")
+    except Exception as exc:
+        _fail_unless_transient(job_id, exc)
         raise
     result = _jsonable(outcome)
     jobs.mark(
@@ -188,7 +202,6 @@ def generate_export(job_id: str, **_params: Any) -> dict[str, Any]:
     complete, so a rerun after a crash replaces leftovers and leaves exactly one file.
     """
     from ledger.reports import exports
-    from ledger.reports.streams import ExportIntegrityError
     from ledger.settings import get_settings
 
     settings = get_settings()
@@ -208,9 +221,8 @@ def generate_export(job_id: str, **_params: Any) -> dict[str, Any]:
             exports.remove_partial_files(target)
             jobs.mark(job_id, progress={"step": "writing", "done": 0})
             written = exports.write_export_file(session, selected, target, _ProgressMarks(job_id))
-    except (DomainError, ExportIntegrityError) as exc:
-        message = f"{exc.code}: {exc.message}" if isinstance(exc, DomainError) else str(exc)
-        jobs.mark(job_id, state="failed", error=message)
+    except Exception as exc:
+        _fail_unless_transient(job_id, exc)
         raise
     result = {
         "download_url": f"/v1/exports/{job_id}/download",

@@ -94,6 +94,11 @@ def register(app: typer.Typer) -> None:
     def anchor(
         period: str = typer.Argument(..., help="Period UUID, or YYYY-MM with --model."),
         model: str | None = typer.Option(None, "--model", help="Model id when PERIOD is a key."),
+        reanchor: bool = typer.Option(
+            False,
+            "--reanchor",
+            help="Publish again under a new settlement id after the guardian revoked the last one.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
     ) -> None:
         """Anchor a closed period on chain: prepare → publish → confirm (safe to re-run)."""
@@ -112,7 +117,9 @@ def register(app: typer.Typer) -> None:
                 if not as_json:
                     console.print(f"[bold cyan]{step:>8}[/] {escape(message)}", highlight=False)
 
-            outcome = anchor_period(period_id, chain=chain, settings=settings, progress=progress)
+            outcome = anchor_period(
+                period_id, chain=chain, settings=settings, progress=progress, reanchor=reanchor
+            )
         result = {
             "period_id": str(outcome.period_id),
             "period_state": outcome.period_state,

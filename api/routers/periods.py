@@ -54,6 +54,16 @@ class CloseIn(BaseModel):
     )
 
 
+class AnchorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reanchor: bool = Field(
+        default=False,
+        description="Publish the statement again under a new settlement id after the guardian "
+        "revoked the last one (its funding was reversed). Without it such a period answers 409 "
+        "settlement_revoked.",
+    )
+
+
 class JobAccepted(BaseModel):
     job_id: str
     kind: str
@@ -215,7 +225,11 @@ def close_period(
     summary="Anchor a closed period's settlement on chain",
 )
 def anchor(
-    period_id: uuid.UUID, session: SessionDep, principal: FinanceDep, idem: IdempotencyDep
+    period_id: uuid.UUID,
+    session: SessionDep,
+    principal: FinanceDep,
+    idem: IdempotencyDep,
+    body: AnchorIn | None = None,
 ) -> Any:
     if (replay := idem.replay()) is not None:
         return replay
@@ -226,7 +240,8 @@ def anchor(
             field="period_id",
             code="period_not_closed",
         )
-    accepted = _enqueue(session, principal, "anchor_period", period, {})
+    params = {"reanchor": True} if body is not None and body.reanchor else {}
+    accepted = _enqueue(session, principal, "anchor_period", period, params)
     return idem.respond(202, accepted.model_dump())
 
 

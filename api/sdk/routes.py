@@ -601,10 +601,14 @@ class Routes:
         return _write("POST", path, JobAccepted, {"anchor": anchor}, idempotency_key)
 
     @staticmethod
-    def anchor_period(period_id: Id, *, idempotency_key: str | None = None) -> Call[JobAccepted]:
-        """Finance: anchor a closed period's settlement on chain."""
+    def anchor_period(
+        period_id: Id, *, reanchor: bool = False, idempotency_key: str | None = None
+    ) -> Call[JobAccepted]:
+        """Finance: anchor a closed period's settlement on chain (``reanchor``: again, under a
+        new settlement id, after the guardian revoked the last one)."""
         path = f"/v1/periods/{period_id}/anchor"
-        return _write("POST", path, JobAccepted, None, idempotency_key)
+        body = {"reanchor": True} if reanchor else None
+        return _write("POST", path, JobAccepted, body, idempotency_key)
 
     @staticmethod
     def add_adjustment(

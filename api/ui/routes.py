@@ -311,7 +311,9 @@ def finance_anchor(
             field="period_id",
             code="period_not_closed",
         )
-    job_id = _start_period_job(session, viewer, period, "anchor_period", {})
+    # A click on a closed period's Anchor button is finance's explicit decision, also after
+    # the guardian revoked an earlier attempt (a retried old job never re-anchors by itself).
+    job_id = _start_period_job(session, viewer, period, "anchor_period", {"reanchor": True})
     return see_other(f"/ui/finance/jobs/{job_id}")
 
 

@@ -18,6 +18,13 @@ Each step takes ids, is idempotent and restartable, and writes in its own short 
    and posts the funding (royalty payable → settlement escrow, see ``postings.py``).
 
 :func:`anchor_period` runs the three.
+
+Revocations: when confirmation reads the settlement revoked on chain (the guardian, during the
+challenge window) it applies the revocation (``revocations.apply_revocation``, the function
+the indexer uses: funding reversed if posted, settlement ``revoked``, period back to
+``closed``) and fails with ``settlement_revoked``. Anchoring that period again prepares the
+next attempt: the same statement under a new settlement id (``ids.settlement_key_for``), as
+the contract never accepts a revoked id again.
 """
 
 from __future__ import annotations
@@ -28,13 +35,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import text, update
 from sqlmodel import Session, col
 from web3.exceptions import TransactionNotFound
 
-from contracts.client import SettlementStatus, UsefirstChain, settlement_id_for
+from contracts.client import SettlementStatus, UsefirstChain
 from contracts.errors import ContractRevert
 from ledger.db import get_engine, session_scope
 from ledger.errors import StateError
@@ -42,7 +49,8 @@ from ledger.periods import service as periods
 from ledger.periods.close import load_statement
 from ledger.periods.models import Period
 from ledger.settings import Settings, get_settings
-from ledger.settlements import postings, queries
+from ledger.settlements import postings, queries, revocations
+from ledger.settlements.ids import ATTEMPTS_MAX, settlement_key_for
 from ledger.settlements.models import Settlement
 from ledger.settlements.tree import statement_settlement_tree, units_per_minor
 from ledger.types import utcnow
@@ -82,19 +90,33 @@ def _hex_bytes(value: str) -> bytes:
 
 
 def prepare_settlement(
-    session: Session, period_id: uuid.UUID, *, chain: UsefirstChain | None = None
+    session: Session,
+    period_id: uuid.UUID,
+    *,
+    chain: UsefirstChain | None = None,
+    reanchor: bool = False,
 ) -> Settlement | None:
     """The ``prepared`` settlement of a closed period, created on the first call.
 
     Returns the existing settlement on later calls, and None for a period without a payable
-    line (moved to ``paid`` here with no settlement). Raises StateError when the period is not
-    closed yet (code ``period_not_closed``) or its statement lines differ from its canonical
-    statement (``statement_lines_differ``), ValidationFailed when the token cannot represent
-    the currency's minor unit (``token_decimals_too_few``). Flushes; the caller commits.
+    line (moved to ``paid`` here with no settlement). A settlement revoked on chain becomes the
+    next attempt (same row, new settlement id, ``prepared`` again) only when ``reanchor`` says
+    so: a guardian's revoke means something was wrong, and a retry of an anchor job started
+    before it must not publish again on its own (StateError ``settlement_revoked``). Its
+    revocation is applied first if the ledger had not recorded it. Raises StateError when the
+    period is not closed yet (code ``period_not_closed``), its statement lines differ from its
+    canonical statement (``statement_lines_differ``) or it was revoked ``ATTEMPTS_MAX`` times
+    (``settlement_attempts_exhausted``), ValidationFailed when the token cannot represent the
+    currency's minor unit (``token_decimals_too_few``). Flushes; the caller commits.
     """
+    existing = queries.settlement_for_period(session, period_id)
+    if existing is not None and existing.state == "revoked":
+        chain = chain or UsefirstChain.connect()
+        # Before the period lock: apply_revocation locks the settlement, then the period.
+        _ensure_revocation_recorded(session, chain, existing)
     period = periods.lock_period_for_update(session, period_id)
     existing = queries.settlement_for_period(session, period_id)
-    if existing is not None and existing.state != "prepared":
+    if existing is not None and existing.state not in ("prepared", "revoked"):
         return existing
     if existing is None and period.state in ("anchored", "paid"):
         return None  # anchored earlier without anything to publish
@@ -104,6 +126,25 @@ def prepare_settlement(
             "before anchoring (usefirst period close)",
             field="period_id",
             code="period_not_closed",
+        )
+    if existing is not None and existing.state == "revoked" and not reanchor:
+        raise StateError(
+            f"the guardian revoked settlement {existing.settlement_key} of period {period.key} "
+            "(its funding is reversed); once the reason is understood, anchor it again "
+            "explicitly (usefirst anchor --reanchor, or POST /v1/periods/{id}/anchor with "
+            '{"reanchor": true})',
+            field="reanchor",
+            code="settlement_revoked",
+        )
+    attempt = 0
+    if existing is not None:
+        attempt = existing.attempt + 1 if existing.state == "revoked" else existing.attempt
+    if attempt >= ATTEMPTS_MAX:
+        raise StateError(
+            f"the settlement of period {period.key} was revoked {attempt} times; it is not "
+            "anchored again automatically (investigate why the guardian revokes it)",
+            field="period_id",
+            code="settlement_attempts_exhausted",
         )
     chain = chain or UsefirstChain.connect()
     statement = load_statement(session, period)
@@ -136,7 +177,8 @@ def prepare_settlement(
         "chain_id": chain.chain_id,
         "contract_address": chain.settlement.address,
         "token_address": chain.token_address,
-        "settlement_key": "0x" + settlement_id_for(period.model_id, period.id).hex(),
+        "settlement_key": "0x" + settlement_key_for(period.model_id, period.id, attempt).hex(),
+        "attempt": attempt,
         "merkle_root": built.tree.root_hex,
         "statement_hash": "0x" + period.statement_hash,
         "total_units": built.total_units,
@@ -148,11 +190,58 @@ def prepare_settlement(
         settlement = Settlement(period_id=period_id, **fields)
     else:
         settlement = existing
+        if existing.state == "revoked":
+            # The revoked attempt is on record (settlement_revocation); this row now follows
+            # the next one from scratch.
+            fields.update(
+                state="prepared",
+                approve_tx_hash=None,
+                publish_tx_hash=None,
+                publish_block=None,
+                claimed_units=0,
+                confirmed_at=None,
+            )
+            log.info(
+                "period %s: settlement %s was revoked; preparing attempt %d",
+                period_id,
+                existing.settlement_key,
+                attempt,
+            )
         for name, value in fields.items():
             setattr(settlement, name, value)
     session.add(settlement)
     session.flush()
     return settlement
+
+
+def _ensure_revocation_recorded(
+    session: Session, chain: UsefirstChain, settlement: Settlement
+) -> None:
+    """Apply a revocation the ledger knows only as the settlement's state (settlements revoked
+    before migration 0009); a no-op once it is recorded."""
+    recorded = queries.revocation_by_key(
+        session, settlement.chain_id, settlement.contract_address, settlement.settlement_key
+    )
+    if recorded is not None:
+        return
+    same_contract = (
+        settlement.chain_id == chain.chain_id
+        and settlement.contract_address == chain.settlement.address
+    )
+    event = (
+        revocations.find_revocation_event(
+            chain, settlement.settlement_key, settlement.publish_block
+        )
+        if same_contract
+        else None
+    )
+    revocations.apply_revocation(
+        session,
+        chain_id=settlement.chain_id,
+        contract_address=settlement.contract_address,
+        settlement_key=settlement.settlement_key,
+        event=event,
+    )
 
 
 # --- 2. publish --------------------------------------------------------------------------
@@ -236,8 +325,8 @@ def publish_settlement(
             return settlement
         if settlement.state == "revoked":
             raise StateError(
-                f"settlement {settlement.settlement_key} was revoked; a corrected statement "
-                "needs a new period close",
+                f"settlement {settlement.settlement_key} was revoked on chain; anchor the period "
+                "again to publish it under a new settlement id",
                 field="period_id",
                 code="settlement_revoked",
             )
@@ -328,24 +417,22 @@ def confirm_settlement(
 ) -> Settlement:
     """Mark a published settlement ``confirmed``, its period ``anchored``, and post the funding.
 
-    Waits until the publish transaction has ``settings.chain_confirmations`` blocks. Raises
-    StateError when the settlement is not published yet (``settlement_not_published``) or the
-    guardian revoked it (``settlement_revoked``; the settlement is marked revoked),
-    SettlementConflict when the chain holds other contents.
+    Waits until the publish transaction has ``settings.chain_confirmations`` blocks; a settlement
+    confirmed before is returned after checking that the guardian has not revoked it since.
+    Raises StateError when the settlement is not published yet (``settlement_not_published``)
+    or the guardian revoked it (``settlement_revoked``: the revocation is applied first, see
+    :func:`_apply_observed_revocation`), SettlementConflict when the chain holds other contents.
     """
     settings = settings or get_settings()
     chain = chain or UsefirstChain.connect(settings)
     settlement = _load(settings, period_id)
     if settlement.state == "confirmed":
+        confirmed = chain.get_settlement(_hex_bytes(settlement.settlement_key))
+        if confirmed is not None and confirmed.status == SettlementStatus.REVOKED:
+            _apply_observed_revocation(settings, chain, settlement)
         return settlement
     if settlement.state != "sent":
-        raise StateError(
-            f"settlement {settlement.settlement_key} is {settlement.state}; publish it first",
-            field="period_id",
-            code="settlement_revoked"
-            if settlement.state == "revoked"
-            else "settlement_not_published",
-        )
+        raise _not_sent(settlement.settlement_key, settlement.state)
     block = settlement.publish_block
     if settlement.publish_tx_hash is not None:
         receipt = chain.transactor.wait(
@@ -362,12 +449,7 @@ def confirm_settlement(
             code="settlement_not_published",
         )
     if record.status == SettlementStatus.REVOKED:
-        _set(settings, settlement.id, ("sent",), state="revoked")
-        raise StateError(
-            f"settlement {settlement.settlement_key} was revoked on chain by the guardian",
-            field="period_id",
-            code="settlement_revoked",
-        )
+        _apply_observed_revocation(settings, chain, settlement)
     chain.check_publication(
         record,
         _hex_bytes(settlement.merkle_root),
@@ -376,29 +458,87 @@ def confirm_settlement(
         _hex_bytes(settlement.statement_hash),
     )
     with session_scope(settings) as session:
-        locked = queries.require_settlement(session, period_id, lock=True)
-        if locked.state == "confirmed":
-            return locked
-        period = periods.lock_period_for_update(session, period_id)
-        if period.state == "closed":
-            periods.transition(session, period_id, "closed", "anchored")
-        locked.state = "confirmed"
-        locked.confirmed_at = utcnow()
-        locked.publish_block = block
-        session.add(locked)
-        postings.post_funding(
-            session,
-            settlement_id=locked.id,
-            settlement_key=locked.settlement_key,
-            period_id=period_id,
-            currency=queries.period_currency(session, period),
-            lines=queries.payable_lines(session, period_id),
+        return record_confirmation(
+            session, period_id, settlement_key=settlement.settlement_key, block=block
         )
-        session.flush()
-        # Claims may have been indexed before this confirmation (claims open at publication
-        # when the challenge window is 0).
-        queries.mark_paid_if_complete(session, locked)
+
+
+def record_confirmation(
+    session: Session, period_id: uuid.UUID, *, settlement_key: str, block: int | None
+) -> Settlement:
+    """Confirmation's ledger side, once the chain showed the publication of ``settlement_key``
+    (the period's current attempt) confirmed and not revoked: settlement ``confirmed``, period
+    ``closed → anchored``, the funding posted. Returns a settlement confirmed before as it is.
+    Raises StateError (``settlement_revoked``, ``settlement_not_published``) when the settlement
+    changed since the chain was read. Flushes; the caller commits.
+    """
+    locked = queries.require_settlement(session, period_id, lock=True)
+    if locked.settlement_key != settlement_key:
+        # Revoked and prepared again since the chain was read (the indexer applied it).
+        raise _not_sent(settlement_key, "revoked")
+    if locked.state == "confirmed":
         return locked
+    if locked.state != "sent":
+        # E.g. the indexer applied a revocation since the chain was read: never fund then.
+        raise _not_sent(locked.settlement_key, locked.state)
+    period = periods.lock_period_for_update(session, period_id)
+    if period.state == "closed":
+        periods.transition(session, period_id, "closed", "anchored")
+    locked.state = "confirmed"
+    locked.confirmed_at = utcnow()
+    locked.publish_block = block
+    session.add(locked)
+    postings.post_funding(
+        session,
+        settlement_id=locked.id,
+        settlement_key=locked.settlement_key,
+        period_id=period_id,
+        currency=queries.period_currency(session, period),
+        lines=queries.payable_lines(session, period_id),
+        attempt=locked.attempt,
+    )
+    session.flush()
+    # Claims may have been indexed before this confirmation (claims open at publication
+    # when the challenge window is 0).
+    queries.mark_paid_if_complete(session, locked)
+    return locked
+
+
+def _not_sent(settlement_key: str, state: str) -> StateError:
+    """Why a settlement in ``state`` (not ``sent``) cannot be confirmed."""
+    if state == "revoked":
+        return StateError(
+            f"settlement {settlement_key} was revoked on chain by the guardian; its funding is "
+            "reversed and the period is closed again: anchor it again to publish the statement "
+            "under a new settlement id",
+            field="period_id",
+            code="settlement_revoked",
+        )
+    return StateError(
+        f"settlement {settlement_key} is {state}; publish it first",
+        field="period_id",
+        code="settlement_not_published",
+    )
+
+
+def _apply_observed_revocation(
+    settings: Settings, chain: UsefirstChain, settlement: Settlement
+) -> NoReturn:
+    """Anchoring read the settlement revoked on chain: apply it as the indexer would (funding
+    reversed if posted, settlement revoked, period closed) in its own transaction, then raise
+    StateError ``settlement_revoked``."""
+    event = revocations.find_revocation_event(
+        chain, settlement.settlement_key, settlement.publish_block
+    )
+    with session_scope(settings) as session:
+        revocations.apply_revocation(
+            session,
+            chain_id=settlement.chain_id,
+            contract_address=settlement.contract_address,
+            settlement_key=settlement.settlement_key,
+            event=event,
+        )
+    raise _not_sent(settlement.settlement_key, "revoked")
 
 
 # --- all three ----------------------------------------------------------------------------
@@ -410,13 +550,16 @@ def anchor_period(
     chain: UsefirstChain | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    reanchor: bool = False,
 ) -> AnchorOutcome:
-    """Prepare, publish and confirm the period's settlement; safe to run again at any point."""
+    """Prepare, publish and confirm the period's settlement; safe to run again at any point.
+    ``reanchor``: publish the next attempt of a settlement the guardian revoked (see
+    :func:`prepare_settlement`)."""
     settings = settings or get_settings()
     chain = chain or UsefirstChain.connect(settings)
     report = progress or (lambda step, message: None)
     with session_scope(settings) as session:
-        settlement = prepare_settlement(session, period_id, chain=chain)
+        settlement = prepare_settlement(session, period_id, chain=chain, reanchor=reanchor)
     if settlement is None:
         report("prepare", NO_PAYABLE_NOTE)
         return _outcome(settings, period_id, note=NO_PAYABLE_NOTE)
@@ -428,8 +571,8 @@ def anchor_period(
     if settlement.state in ("prepared", "sent"):
         settlement = publish_settlement(period_id, chain=chain, settings=settings, progress=report)
         report("publish", f"published in tx {settlement.publish_tx_hash}")
-    if settlement.state != "confirmed":
-        settlement = confirm_settlement(period_id, chain=chain, settings=settings)
+    # Also for a settlement confirmed earlier: it reports a revocation since then.
+    settlement = confirm_settlement(period_id, chain=chain, settings=settings)
     report("confirm", f"confirmed; period anchored (block {settlement.publish_block})")
     return _outcome(settings, period_id, note=None)
 

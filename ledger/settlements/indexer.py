@@ -1,11 +1,20 @@
-"""The claim indexer: ``Claimed`` events → settlement claims, payouts in the journal, paid periods.
+"""The chain indexer: ``Claimed`` events → settlement claims, payouts in the journal, paid
+periods; ``SettlementRevoked`` events → reversed fundings, revoked settlements, closed periods.
 
-:func:`index_claims` reads the settlement contract's ``Claimed`` events from the block after
-the chain cursor up to the newest block with ``chain_confirmations`` confirmations, in ranges
-of at most ``chain_log_block_range`` blocks, one transaction per range (claims, journal
-payouts, claimed totals, paid periods and the cursor commit together). Replays change nothing:
-a claim is unique by ``(tx_hash, log_index)`` and by line, its payout by its idempotency key.
-Concurrent indexers of one contract serialise on an advisory lock and skip ranges already done.
+:func:`index_claims` reads the settlement contract's ``Claimed`` and ``SettlementRevoked``
+events from the block after the chain cursor up to the newest block with
+``chain_confirmations`` confirmations, in ranges of at most ``chain_log_block_range`` blocks,
+one transaction per range (claims, journal payouts and reversals, claimed totals, period
+states and the cursor commit together), events in chain order. Replays change nothing: a claim
+is unique by ``(tx_hash, log_index)`` and by line, its payout by its idempotency key; a
+revocation is recorded once per settlement id (``revocations.apply_revocation``, which
+anchoring uses too) and its reversal has its own idempotency key. Concurrent indexers of one
+contract serialise on an advisory lock and skip ranges already done.
+
+The cursor keeps one block per event kind: ``last_block`` for claims and
+``revocations_last_block`` for revocations. A cursor written before revocations were indexed
+(NULL) makes the next run read ``SettlementRevoked`` from the contract's deployment block,
+once, so revocations that happened before the upgrade are applied too.
 
 A claim the ledger cannot match to its published line (unknown account, other amount) is
 still recorded (it happened on chain) but gets no journal payout; ``reconcile`` reports it.
@@ -28,6 +37,7 @@ from ledger.periods.models import Period
 from ledger.settings import Settings, get_settings
 from ledger.settlements import postings, queries
 from ledger.settlements.models import ChainCursor, Settlement, SettlementClaim
+from ledger.settlements.revocations import RevocationEvent, apply_revocation, revocation_events
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +46,17 @@ log = logging.getLogger(__name__)
 class IndexOutcome:
     from_block: int
     to_block: int
+    # Claimed and SettlementRevoked events read.
     events_seen: int = 0
     claims_recorded: int = 0
-    # Claimed events of settlement ids the ledger does not know (not ours, or never prepared).
+    # Events of settlement ids the ledger does not know (not ours, or never prepared).
     unknown_events: int = 0
     # Claims recorded without a journal payout (no matching line): see reconcile.
     unmatched_claims: int = 0
     periods_paid: list[uuid.UUID] = field(default_factory=list)
+    # Revocations applied by this run (funding reversed, settlement revoked, period closed).
+    revocations_applied: int = 0
+    periods_revoked: list[uuid.UUID] = field(default_factory=list)
 
 
 def block_ranges(from_block: int, to_block: int, size: int) -> Iterator[tuple[int, int]]:
@@ -65,7 +79,8 @@ def index_claims(
     settings: Settings | None = None,
     to_block: int | None = None,
 ) -> IndexOutcome:
-    """Index ``Claimed`` events up to the confirmed head (or ``to_block``); see the module doc."""
+    """Index ``Claimed`` and ``SettlementRevoked`` events up to the confirmed head (or
+    ``to_block``); see the module doc."""
     settings = settings or get_settings()
     chain = chain or UsefirstChain.connect(settings)
     contract = chain.settlement.address
@@ -74,28 +89,80 @@ def index_claims(
         head = min(head, to_block)
     with session_scope(settings) as session:
         cursor = session.get(ChainCursor, (chain.chain_id, contract))
-        start = cursor.last_block + 1 if cursor else chain.settlement_from_block
+        claims_from, revocations_from = _next_blocks(cursor, chain.settlement_from_block)
+    start = min(claims_from, revocations_from)
     outcome = IndexOutcome(from_block=start, to_block=head)
     for range_start, range_end in block_ranges(start, head, settings.chain_log_block_range):
-        events = chain.claim_events(range_start, range_end)
+        claims: list[ClaimEvent] = []
+        if range_end >= claims_from:
+            claims = chain.claim_events(max(range_start, claims_from), range_end)
+        revoked: list[RevocationEvent] = []
+        if range_end >= revocations_from:
+            revoked = revocation_events(chain, max(range_start, revocations_from), range_end)
         with session_scope(settings) as session:
             session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
                 {"k": f"index:{chain.chain_id}:{contract}"},
             )
             cursor = session.get(ChainCursor, (chain.chain_id, contract), populate_existing=True)
-            if cursor is not None and cursor.last_block >= range_end:
+            claims_done_to, revocations_done_to = _done_blocks(cursor)
+            done_claims = claims_done_to >= range_end
+            done_revocations = revocations_done_to >= range_end
+            if done_claims and done_revocations:
                 continue  # another indexer got here first
-            for event in events:
+            events: list[ClaimEvent | RevocationEvent] = [
+                *(claims if not done_claims else []),
+                *(revoked if not done_revocations else []),
+            ]
+            for event in sorted(events, key=lambda e: (e.block_number, e.log_index)):
                 outcome.events_seen += 1
-                _record(session, chain, event, outcome)
+                if isinstance(event, RevocationEvent):
+                    _revoke(session, chain, event, outcome)
+                else:
+                    _record(session, chain, event, outcome)
             if cursor is None:
                 cursor = ChainCursor(
                     chain_id=chain.chain_id, contract_address=contract, last_block=range_end
                 )
-            cursor.last_block = range_end
+            cursor.last_block = max(cursor.last_block, range_end)
+            cursor.revocations_last_block = max(_done_blocks(cursor)[1], range_end)
             session.add(cursor)
     return outcome
+
+
+def _next_blocks(cursor: ChainCursor | None, deployed_at: int) -> tuple[int, int]:
+    """The first block of claims and of revocations still to index."""
+    if cursor is None:
+        return deployed_at, deployed_at
+    if cursor.revocations_last_block is None:  # written before revocations were indexed
+        return cursor.last_block + 1, deployed_at
+    return cursor.last_block + 1, cursor.revocations_last_block + 1
+
+
+def _done_blocks(cursor: ChainCursor | None) -> tuple[int, int]:
+    """The last block indexed for claims and for revocations (-1: none yet)."""
+    if cursor is None:
+        return -1, -1
+    revocations = cursor.revocations_last_block
+    return cursor.last_block, -1 if revocations is None else revocations
+
+
+def _revoke(
+    session: Session, chain: UsefirstChain, event: RevocationEvent, outcome: IndexOutcome
+) -> None:
+    applied = apply_revocation(
+        session,
+        chain_id=chain.chain_id,
+        contract_address=chain.settlement.address,
+        settlement_key=event.settlement_key,
+        event=event,
+    )
+    if applied is None:
+        outcome.unknown_events += 1
+        return
+    if applied.applied:
+        outcome.revocations_applied += 1
+        outcome.periods_revoked.append(applied.period_id)
 
 
 def _record(
@@ -154,6 +221,7 @@ def _record(
         currency=queries.period_currency(session, period),
         tx_hash=event.tx_hash,
         log_index=event.log_index,
+        attempt=settlement.attempt,
     )
     session.execute(
         update(SettlementClaim)

@@ -5,8 +5,10 @@ be read: that is a ``chain_error`` finding). It stores one ``ReconciliationRun``
 findings and returns them. Kinds:
 
 - chain vs ledger record: ``missing_on_chain``, ``published_not_recorded`` (a prepared
-  settlement already on chain), ``revoked_on_chain``, ``root_mismatch``, ``total_mismatch``,
-  ``token_mismatch``, ``statement_hash_mismatch``;
+  settlement already on chain), ``revoked_on_chain`` (a revocation the ledger has not applied
+  yet: run ``usefirst index``), ``revoked_not_on_chain`` (the ledger has an attempt revoked that
+  the contract does not), ``root_mismatch``, ``total_mismatch``, ``token_mismatch``,
+  ``statement_hash_mismatch``;
 - ledger vs itself (invariant 7: the anchored root is the root recomputed from the ledger):
   ``ledger_root_mismatch``, ``ledger_total_mismatch``, ``ledger_statement_hash_mismatch``;
 - claims: ``claim_not_indexed`` (on chain, not in the ledger), ``claim_missing_on_chain``,
@@ -14,7 +16,12 @@ findings and returns them. Kinds:
   not the published line), ``claim_not_journaled``, ``claimed_units_mismatch`` (the
   settlement's claimed total against its claims), ``remaining_mismatch`` (the contract's
   remaining against total − claimed);
-- journal and life cycle: ``escrow_balance_mismatch``, ``period_state_mismatch``.
+- journal and life cycle: ``escrow_balance_mismatch`` (also: a revoked attempt whose escrow
+  is not back to 0, i.e. its funding was not reversed), ``period_state_mismatch``.
+
+A settlement revoked on chain whose revocation the ledger applied (funding reversed, settlement
+revoked, period closed) has no finding; after a re-anchor, its earlier revoked attempts
+(``settlement_revocation`` rows) are checked too.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from ledger.settlements.models import (
     ReconciliationRun,
     Settlement,
     SettlementClaim,
+    SettlementRevocation,
 )
 from ledger.settlements.tree import build_tree
 from ledger.types import utcnow
@@ -147,14 +155,20 @@ class _Checker:
         self.findings: list[Finding] = []
 
     def add(
-        self, kind: str, detail: str, ledger_value: object = None, chain_value: object = None
+        self,
+        kind: str,
+        detail: str,
+        ledger_value: object = None,
+        chain_value: object = None,
+        *,
+        settlement_key: str | None = None,
     ) -> None:
         self.findings.append(
             Finding(
                 kind=kind,
                 detail=detail,
                 settlement_id=self.settlement.id,
-                settlement_key=self.settlement.settlement_key,
+                settlement_key=settlement_key or self.settlement.settlement_key,
                 ledger_value=None if ledger_value is None else str(ledger_value),
                 chain_value=None if chain_value is None else str(chain_value),
             )
@@ -166,6 +180,7 @@ class _Checker:
         period = self.session.get(Period, s.period_id)
         assert period is not None
         self._check_ledger(period)
+        self._check_revoked_attempts(period)
         record = self.chain.get_settlement(key)
         if s.state == "prepared":
             if record is not None:
@@ -220,14 +235,56 @@ class _Checker:
                 s.total_units,
             )
 
+    def _check_revoked_attempts(self, period: Period) -> None:
+        """Earlier attempts of the settlement, revoked and replaced by the current one."""
+        s = self.settlement
+        currency = queries.period_currency(self.session, period)
+        for revoked in queries.revocations_of(self.session, s.id):
+            if revoked.settlement_key == s.settlement_key:
+                continue  # the current attempt: checked with the settlement itself
+            if revoked.contract_address != self.chain.settlement.address:
+                continue  # published on an earlier deployment (a reset local chain)
+            self._check_revocation_applied(revoked, currency)
+
+    def _check_revocation_applied(self, revoked: SettlementRevocation, currency: str) -> None:
+        key = revoked.settlement_key
+        record = self.chain.get_settlement(bytes.fromhex(key.removeprefix("0x")))
+        if record is None or record.status != SettlementStatus.REVOKED:
+            self.add(
+                "revoked_not_on_chain",
+                f"the ledger has attempt {revoked.attempt} of the settlement revoked but the "
+                "contract does not",
+                "revoked",
+                "none" if record is None else record.status.name,
+                settlement_key=key,
+            )
+        escrow_minor = journal_queries.balance(self.session, postings.escrow_account(key), currency)
+        if escrow_minor != 0:
+            self.add(
+                "escrow_balance_mismatch",
+                f"attempt {revoked.attempt} of the settlement was revoked but its escrow "
+                f"({currency} minor units) is not back to 0: the funding was not reversed",
+                escrow_minor,
+                0,
+                settlement_key=key,
+            )
+
     def _check_record(self, record: SettlementRecord) -> None:
         s = self.settlement
         if record.status == SettlementStatus.REVOKED and s.state != "revoked":
             self.add(
                 "revoked_on_chain",
-                "the guardian revoked the settlement on chain; the ledger does not know",
+                "the guardian revoked the settlement on chain and the ledger has not applied "
+                "it yet (funding not reversed, period not closed); run usefirst index",
                 s.state,
                 "REVOKED",
+            )
+        if record.status == SettlementStatus.PUBLISHED and s.state == "revoked":
+            self.add(
+                "revoked_not_on_chain",
+                "the ledger has the settlement revoked but the contract has it published",
+                s.state,
+                record.status.name,
             )
         if record.merkle_root.hex() != s.merkle_root.removeprefix("0x"):
             self.add(
@@ -360,6 +417,26 @@ class _Checker:
                     "contract still holds for the settlement",
                     escrow_minor,
                     expected_minor,
+                )
+        if s.state == "revoked":
+            if period.state != "closed":
+                self.add(
+                    "period_state_mismatch",
+                    "the settlement is revoked but its period is not back to closed",
+                    period.state,
+                    record.status.name,
+                )
+            currency = queries.period_currency(self.session, period)
+            escrow_minor = journal_queries.balance(
+                self.session, postings.escrow_account(s.settlement_key), currency
+            )
+            if escrow_minor != 0:
+                self.add(
+                    "escrow_balance_mismatch",
+                    f"the settlement is revoked but its escrow ({currency} minor units) is not "
+                    "back to 0: the funding was not reversed",
+                    escrow_minor,
+                    0,
                 )
         all_claimed = len(chain_claims) >= s.line_count
         if all_claimed and s.state == "confirmed" and period.state != "paid":

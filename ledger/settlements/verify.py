@@ -8,6 +8,9 @@ chain only: the statement's SHA-256 is the published statement hash, the rebuilt
 published root, and the account's line with its proof verifies (locally and by the contract's
 own ``verifyLine``). :func:`claim_statement_line` verifies first, then claims with the
 owner's local key.
+
+A statement is published under attempt 0's settlement id, and under the next attempt's after
+each revocation by the guardian (``ids.py``); by default the newest attempt on chain is used.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from web3 import Web3
 
 import attribution as attr
 from contracts import merkle
-from contracts.client import SettlementReader, SettlementStatus, settlement_id_for
+from contracts.client import SettlementReader, SettlementStatus
 from contracts.errors import ContractRevert
 from contracts.transactions import Transactor, TxResult
 from ledger.errors import ValidationFailed
 from ledger.settings import Settings
+from ledger.settlements.ids import ATTEMPTS_MAX, settlement_key_for
 from ledger.settlements.tree import statement_settlement_tree, units_per_minor
 
 
@@ -84,27 +88,60 @@ class LineVerification:
         }
 
 
-def parse_settlement(value: str | None, statement: attr.Statement | None) -> bytes:
-    """A settlement id from ``0x…`` (32 bytes hex), ``MODEL:PERIOD`` (two UUIDs; ``/`` or ``+``
-    also separate them), or, when ``value`` is None, the statement's own model and period."""
+def newest_attempt_key(
+    reader: SettlementReader, model_id: uuid.UUID | str, period_id: uuid.UUID | str
+) -> bytes:
+    """The settlement id of the period's newest attempt on chain: the first one the guardian
+    has not revoked, else the last revoked one (attempt 0's id when nothing is published)."""
+    newest = settlement_key_for(model_id, period_id, 0)
+    for attempt in range(ATTEMPTS_MAX):
+        key = settlement_key_for(model_id, period_id, attempt)
+        record = reader.get_settlement(key)
+        if record is None:
+            break
+        newest = key
+        if record.status != SettlementStatus.REVOKED:
+            break
+    return newest
+
+
+def parse_settlement(
+    value: str | None, statement: attr.Statement | None, reader: SettlementReader | None = None
+) -> bytes:
+    """A settlement id from ``0x…`` (32 bytes hex), ``MODEL:PERIOD[:ATTEMPT]`` (two UUIDs and an
+    optional attempt number; ``/`` or ``+`` also separate them), or, when ``value`` is None, the
+    statement's own model and period. Without an attempt, the newest attempt on chain when a
+    ``reader`` is given (:func:`newest_attempt_key`), else attempt 0."""
+
+    def for_period(model: uuid.UUID | str, period: uuid.UUID | str) -> bytes:
+        if reader is None:
+            return settlement_key_for(model, period, 0)
+        return newest_attempt_key(reader, model, period)
+
     if value is None:
         if statement is None:
             raise ValidationFailed(
                 "pass --settlement: the statement could not be read", field="settlement"
             )
-        return settlement_id_for(statement.model_id, statement.period_id)
+        return for_period(statement.model_id, statement.period_id)
     text = value.strip()
     separators = (":", "/", "+")
     if any(separator in text for separator in separators):
         for separator in separators[1:]:
             text = text.replace(separator, ":")
-        model, _, period = text.partition(":")
+        parts = text.split(":")
         try:
-            return settlement_id_for(uuid.UUID(model), uuid.UUID(period))
+            if len(parts) == 2:
+                return for_period(uuid.UUID(parts[0]), uuid.UUID(parts[1]))
+            if len(parts) == 3 and parts[2].isdigit() and int(parts[2]) < ATTEMPTS_MAX:
+                return settlement_key_for(uuid.UUID(parts[0]), uuid.UUID(parts[1]), int(parts[2]))
         except ValueError:
-            raise ValidationFailed(
-                f"{value!r} is not MODEL_ID:PERIOD_ID (two UUIDs)", field="settlement"
-            ) from None
+            pass
+        raise ValidationFailed(
+            f"{value!r} is not MODEL_ID:PERIOD_ID (two UUIDs) or MODEL_ID:PERIOD_ID:ATTEMPT "
+            f"(attempt 0 to {ATTEMPTS_MAX - 1})",
+            field="settlement",
+        )
     try:
         raw = bytes.fromhex(text.removeprefix("0x"))
     except ValueError:
@@ -143,7 +180,7 @@ def verify_statement_line(
     except attr.StatementFormatError as exc:
         statement = None
         format_check = Check("statement format", False, str(exc))
-    key = parse_settlement(settlement, statement)
+    key = parse_settlement(settlement, statement, reader)
     result = LineVerification(
         chain_id=int(w3.eth.chain_id),
         contract_address=reader.contract.address,
@@ -154,15 +191,18 @@ def verify_statement_line(
     )
     checks = result.checks
     if statement is not None:
-        expected = settlement_id_for(statement.model_id, statement.period_id)
-        checks.append(
-            Check(
-                "settlement of this statement",
-                expected == key,
-                f"settlement id of model {statement.model_id} period {statement.period_id} is "
-                f"0x{expected.hex()}",
-            )
+        attempts = [
+            settlement_key_for(statement.model_id, statement.period_id, attempt)
+            for attempt in range(ATTEMPTS_MAX)
+        ]
+        detail = (
+            f"attempt {attempts.index(key)} of model {statement.model_id} period "
+            f"{statement.period_id}"
+            if key in attempts
+            else f"settlement ids of model {statement.model_id} period {statement.period_id} "
+            f"are 0x{attempts[0].hex()} (attempt 0) and its re-anchors' (ids.settlement_key_for)"
         )
+        checks.append(Check("settlement of this statement", key in attempts, detail))
     record = reader.get_settlement(key)
     if record is None:
         checks.append(Check("published", False, "the contract has no such settlement"))

@@ -143,3 +143,36 @@ def test_adjustment_into_an_open_period(
         headers=finance.headers,
     )
     assert zero.status_code == 422
+
+
+def test_anchoring_again_after_a_revoke_is_asked_for_explicitly(
+    client: TestClient,
+    principal,
+    db_engine: Engine,
+    services: Settings,  # type: ignore[no-untyped-def]
+) -> None:
+    from contracts.client import UsefirstChain
+
+    UsefirstChain.connect(services, deploy=True)  # the worker's deployment (idempotent)
+    finance = principal("finance")
+    _, period_id = _model_with_usage(db_engine)
+    closed = client.post(
+        f"/v1/periods/{period_id}/close", json={"anchor": False}, headers=finance.headers
+    )
+    assert _wait_for_job(client, finance.headers, closed.json()["job_id"])["state"] == "succeeded"
+    unknown = client.post(
+        f"/v1/periods/{period_id}/anchor", json={"reanchor": "maybe"}, headers=finance.headers
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["field"].endswith("reanchor")
+    accepted = client.post(
+        f"/v1/periods/{period_id}/anchor", json={"reanchor": True}, headers=finance.headers
+    )
+    assert accepted.status_code == 202, accepted.text
+    job = _wait_for_job(client, finance.headers, accepted.json()["job_id"])
+    # The decision travels with the job (a resumed job keeps it); nothing was revoked, so
+    # this is a first anchoring.
+    assert job["params"] == {"period_id": str(period_id), "reanchor": True}
+    assert job["state"] == "succeeded", job
+    period = client.get(f"/v1/periods/{period_id}", headers=finance.headers).json()
+    assert period["state"] == "anchored"

@@ -1,7 +1,9 @@
 """End to end through the CLI, on a real anvil and Postgres: close → anchor → every payee
 verifies and claims with their own key → index → journal and chain agree → reconcile is clean.
-Also: owner verification fails for a tampered statement, and a publisher killed between
-sending the publication and recording its receipt publishes exactly once after a rerun.
+Also: owner verification fails for a tampered statement, a publisher killed between
+sending the publication and recording its receipt publishes exactly once after a rerun, and a
+settlement the guardian revokes in its challenge window is reversed in the journal, anchored
+again under a new id and claimed.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner, Result
 
 from api.cli import app
-from contracts.client import UsefirstChain, settlement_id_for
+from contracts.client import SettlementStatus, UsefirstChain, settlement_id_for
 from ledger.journal import queries as journal_queries
 from ledger.periods.close import statement_bytes
 from ledger.periods.models import Period
 from ledger.settings import Settings, reset_settings_cache
 from ledger.settlements import postings
-from ledger.settlements.models import Settlement
+from ledger.settlements.ids import settlement_key_for
+from ledger.settlements.models import Settlement, SettlementRevocation
 from ledger.settlements.service import anchor_period
 from tests.ledger.factories_settlement import ClosedPeriod, closed_period, deploy_chain
 
@@ -43,18 +46,43 @@ def e2e_chain(
     return deploy_chain(chain_settings, tmp_path_factory.mktemp("e2e"))
 
 
+REVOCABLE_WINDOW_S = 3_600
+
+
+@pytest.fixture(scope="module")
+def revocable_chain(
+    chain_settings: Settings, database: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> UsefirstChain:
+    """Contracts whose settlements the guardian may revoke for an hour after publication."""
+    return deploy_chain(
+        chain_settings,
+        tmp_path_factory.mktemp("e2e-revocable"),
+        challenge_window_s=REVOCABLE_WINDOW_S,
+    )
+
+
 def cli_environment(chain: UsefirstChain) -> dict[str, str]:
-    """What a CLI process needs to use this module's deployment."""
+    """What a CLI process needs to use this deployment."""
     return {
         "USEFIRST_DATA_DIR": str(chain.settings.data_dir),
-        "USEFIRST_CHAIN_CHALLENGE_WINDOW_S": "0",
+        "USEFIRST_CHAIN_CHALLENGE_WINDOW_S": str(chain.deployment.challenge_window_s),
     }
 
 
 @pytest.fixture
 def cli(e2e_chain: UsefirstChain) -> Iterator[Cli]:
     """Run ``usefirst …`` in process against this module's deployment."""
-    environment = cli_environment(e2e_chain)
+    yield from _cli(e2e_chain)
+
+
+@pytest.fixture
+def revocable_cli(revocable_chain: UsefirstChain) -> Iterator[Cli]:
+    """Run ``usefirst …`` in process against the revocable deployment."""
+    yield from _cli(revocable_chain)
+
+
+def _cli(chain: UsefirstChain) -> Iterator[Cli]:
+    environment = cli_environment(chain)
     saved = {name: os.environ.get(name) for name in [*environment, KEY_VARIABLE]}
     os.environ.update(environment)
     reset_settings_cache()
@@ -256,3 +284,87 @@ def test_a_publisher_killed_after_sending_publishes_exactly_once(
     assert balance(db_engine, postings.escrow_account(settlement.settlement_key)) == -(
         int(settlement.total_units) // int(settlement.units_per_minor)
     )
+
+
+def test_a_revoked_settlement_is_reversed_anchored_again_under_a_new_id_and_claimed(
+    db_engine: Engine,
+    revocable_chain: UsefirstChain,
+    revocable_cli: Cli,
+    anvil_accounts: list[LocalAccount],
+    tmp_path: Path,
+) -> None:
+    chain, cli = revocable_chain, revocable_cli
+    payees = anvil_accounts[3:6]
+    weights = dict(zip((str(p.address) for p in payees), (4, 1, 2), strict=True))
+    closed = closed_period(db_engine, weights, revenue_minor=555_555)
+    payable_codes = [postings.payable_account(p.address) for p in payees]
+    before_anchor = {code: balance(db_engine, code) for code in payable_codes}
+
+    first = json.loads(cli("anchor", str(closed.period_id), "--json").stdout)
+    assert first["period_state"] == "anchored"
+    first_key = "0x" + settlement_id_for(closed.model_id, closed.period_id).hex()
+    assert first["settlement_key"] == first_key
+    assert all(balance(db_engine, code) == 0 for code in payable_codes)
+
+    # The guardian revokes inside the challenge window; the indexer follows.
+    chain.revoke_settlement(bytes.fromhex(first_key[2:]))
+    cli("reconcile", "--strict", exit_code=1)  # revoked_on_chain until indexed
+    cli("index", "--json")
+    cli("index", "--json")  # a second run changes nothing
+
+    with Session(db_engine) as session:
+        settlement = session.exec(
+            select(Settlement).where(Settlement.period_id == closed.period_id)
+        ).one()
+        period = session.get(Period, closed.period_id)
+        recorded = session.exec(
+            select(SettlementRevocation).where(SettlementRevocation.settlement_id == settlement.id)
+        ).all()
+    assert settlement.state == "revoked" and period is not None and period.state == "closed"
+    assert len(recorded) == 1 and recorded[0].reversal_transaction_id is not None
+    assert {code: balance(db_engine, code) for code in payable_codes} == before_anchor
+    assert balance(db_engine, postings.escrow_account(first_key)) == 0
+    assert json.loads(cli("reconcile", "--json", "--strict").stdout)["findings"] == []
+
+    # Finance anchors again: a new settlement id, the same statement.
+    second = json.loads(cli("anchor", str(closed.period_id), "--reanchor", "--json").stdout)
+    second_key = "0x" + settlement_key_for(closed.model_id, closed.period_id, 1).hex()
+    assert second["period_state"] == "anchored" and second["settlement_key"] == second_key
+    assert second["merkle_root"] == first["merkle_root"]
+    record = chain.get_settlement(bytes.fromhex(second_key[2:]))
+    assert record is not None and record.status == SettlementStatus.PUBLISHED
+
+    # Owners verify and claim from the statement file alone: the newest attempt is found.
+    statement_file = tmp_path / "statement.json"
+    cli("period", "statement", str(closed.period_id), "-o", str(statement_file))
+    verified = json.loads(
+        cli(
+            "verify", "--account", payees[0].address, "--statement", str(statement_file), "--json"
+        ).stdout
+    )
+    assert verified["ok"] is True and verified["settlement"] == second_key
+    # Claims open once the challenge window has passed.
+    chain.w3.provider.make_request(
+        "evm_increaseTime",  # type: ignore[arg-type]
+        [REVOCABLE_WINDOW_S + 1],
+    )
+    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    tokens_before = {p.address: chain.token_balance(p.address) for p in payees}
+    for payee in payees:
+        os.environ[KEY_VARIABLE] = payee.key.hex()
+        claimed = cli(
+            "claim", "--statement", str(statement_file), "--private-key-env", KEY_VARIABLE, "--json"
+        )
+        assert json.loads(claimed.stdout)["tx_hash"]
+
+    indexed = json.loads(cli("index", "--json").stdout)
+    assert indexed["claims_recorded"] == len(payees)
+    assert indexed["periods_paid"] == [str(closed.period_id)]
+    scale = 10**4  # 6-decimals token, EUR cents
+    for payee in payees:
+        line_minor = closed.payable[payee.address]
+        assert chain.token_balance(payee.address) - tokens_before[payee.address] == (
+            line_minor * scale
+        )
+    assert balance(db_engine, postings.escrow_account(second_key)) == 0
+    assert json.loads(cli("reconcile", "--json", "--strict").stdout)["findings"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -12,6 +13,7 @@ from web3.logs import DISCARD
 
 from contracts.client import ClaimLine, SettlementStatus, UsefirstChain
 from contracts.errors import ContractRevert
+from contracts.merkle import leaf_hash, node_hash, process_proof
 from tests.contracts.conftest import (
     STATEMENT_HASH,
     advance_time,
@@ -66,7 +68,7 @@ def test_publish_without_allowance_reverts_and_leaves_nothing(chain: UsefirstCha
 
 
 def test_publish_without_funds_reverts(chain: UsefirstChain) -> None:
-    statement = make_statement([10**30])
+    statement = make_statement([chain.token_balance(chain.keys.settler.address) + 1])
     with pytest.raises(ContractRevert) as excinfo:
         chain.publish_settlement(
             statement.settlement_id, statement.tree.root, statement.total, STATEMENT_HASH
@@ -323,6 +325,189 @@ def test_the_sum_of_claims_never_exceeds_the_total(
     assert paid <= total
     assert record.remaining_units == total - paid
     assert sum(chain.token_balance(account) for account, _ in statement.lines) == paid
+
+
+# --- storage bounds: 96-bit remaining, 176-bit root prefix ----------------------------------
+
+UINT96_MAX = 2**96 - 1
+
+
+def test_publish_refuses_a_total_above_96_bits(chain: UsefirstChain) -> None:
+    statement = make_statement([2**96])
+    fn = chain.settlement.functions.publish(
+        statement.settlement_id, statement.tree.root, 2**96, chain.token_address, STATEMENT_HASH
+    )
+    with pytest.raises(ContractRevert) as excinfo:
+        chain.transactor.send(chain.keys.settler, fn)
+    assert revert_name(excinfo) == "TotalTooLarge"
+    assert excinfo.value.error_args == (2**96, UINT96_MAX)
+    assert chain.get_settlement(statement.settlement_id) is None
+
+
+def test_a_96_bit_total_is_paid_out_to_the_last_unit(chain: UsefirstChain) -> None:
+    statement = make_statement([UINT96_MAX - 1, 1])
+    publish(chain, statement)
+    record = chain.get_settlement(statement.settlement_id)
+    assert record is not None
+    assert (record.total_units, record.remaining_units) == (UINT96_MAX, UINT96_MAX)
+    for account, amount in statement.lines:
+        chain.claim(statement.settlement_id, account, amount, statement.proof(account))
+        assert chain.token_balance(account) == amount
+    record = chain.get_settlement(statement.settlement_id)
+    assert record is not None and record.remaining_units == 0
+    assert record.merkle_root == statement.tree.root
+
+
+def test_a_line_above_96_bits_is_not_truncated_into_the_remaining(chain: UsefirstChain) -> None:
+    # A line larger than any total can never be paid: compared as uint256, not cut to 96 bits.
+    statement = make_statement([2**96 + 5, 5])
+    publish(chain, statement, total=UINT96_MAX)
+    big, small = statement.lines
+    with pytest.raises(ContractRevert) as excinfo:
+        chain.claim(statement.settlement_id, big[0], big[1], statement.proof(big[0]))
+    assert revert_name(excinfo) == "ClaimExceedsRemaining"
+    assert excinfo.value.error_args[1:] == (2**96 + 5, UINT96_MAX)
+    with pytest.raises(ContractRevert) as excinfo:
+        chain.claim_many([statement.claim_line(big[0])])
+    assert revert_name(excinfo) == "ClaimExceedsRemaining"
+    chain.claim(statement.settlement_id, small[0], 5, statement.proof(small[0]))
+    record = chain.get_settlement(statement.settlement_id)
+    assert record is not None and record.remaining_units == UINT96_MAX - 5
+    assert not chain.is_claimed(statement.settlement_id, big[0])
+
+
+def _altered(root: bytes, index: int) -> bytes:
+    return root[:index] + bytes([root[index] ^ 0x01]) + root[index + 1 :]
+
+
+@pytest.mark.parametrize("index", [0, 10, 19, 20, 21])
+def test_a_proof_whose_root_differs_inside_the_176_bit_prefix_is_rejected(
+    chain: UsefirstChain, index: int
+) -> None:
+    # Bytes 0-19 live in the slot with `remaining`, bytes 20-21 in the slot with the token:
+    # a root equal to the proof's in one part but not the other is refused either way.
+    statement = make_statement([300, 700])
+    published_root = _altered(statement.tree.root, index)
+    chain.mint_test_tokens(chain.keys.settler.address, statement.total)
+    chain.publish_settlement(
+        statement.settlement_id, published_root, statement.total, STATEMENT_HASH
+    )
+    record = chain.get_settlement(statement.settlement_id)
+    assert record is not None and record.merkle_root == published_root
+    account, amount = statement.lines[0]
+    proof = statement.proof(account)
+    with pytest.raises(ContractRevert) as excinfo:
+        chain.claim(statement.settlement_id, account, amount, proof)
+    assert revert_name(excinfo) == "InvalidProof"
+    with pytest.raises(ContractRevert) as excinfo:
+        chain.claim_many([statement.claim_line(account)])
+    assert revert_name(excinfo) == "InvalidProof"
+    assert not chain.verify_line(statement.settlement_id, account, amount, proof)
+    assert not chain.is_claimed(statement.settlement_id, account)
+
+
+def test_a_root_holding_the_prefix_in_its_low_bytes_is_rejected(chain: UsefirstChain) -> None:
+    # The proof's 22-byte prefix appears in the published root, but at the wrong end.
+    statement = make_statement([40, 60])
+    root = statement.tree.root
+    published_root = b"\x11" * 10 + root[:22]
+    chain.mint_test_tokens(chain.keys.settler.address, statement.total)
+    chain.publish_settlement(
+        statement.settlement_id, published_root, statement.total, STATEMENT_HASH
+    )
+    account, amount = statement.lines[1]
+    with pytest.raises(ContractRevert) as excinfo:
+        chain.claim(statement.settlement_id, account, amount, statement.proof(account))
+    assert revert_name(excinfo) == "InvalidProof"
+
+
+@pytest.mark.parametrize("index", [22, 31])
+def test_claims_check_the_176_bit_prefix_and_views_the_full_root(
+    chain: UsefirstChain, index: int
+) -> None:
+    # Documented behaviour: the settler published a root that differs from the proof's only
+    # below the 176-bit prefix. A claim, which compares the prefix, pays; getSettlement returns
+    # the full published root and verifyLine, which compares all 256 bits, says no.
+    statement = make_statement([123, 877])
+    published_root = _altered(statement.tree.root, index)
+    chain.mint_test_tokens(chain.keys.settler.address, statement.total)
+    chain.publish_settlement(
+        statement.settlement_id, published_root, statement.total, STATEMENT_HASH
+    )
+    record = chain.get_settlement(statement.settlement_id)
+    assert record is not None and record.merkle_root == published_root
+    account, amount = statement.lines[0]
+    proof = statement.proof(account)
+    assert not chain.verify_line(statement.settlement_id, account, amount, proof)
+    chain.claim(statement.settlement_id, account, amount, proof)
+    assert chain.token_balance(account) == amount
+    record = chain.get_settlement(statement.settlement_id)
+    assert record is not None
+    assert (record.merkle_root, record.remaining_units) == (published_root, 877)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 33])
+def test_the_contract_computes_the_same_roots_as_the_standard_merkle_tree(
+    chain: UsefirstChain, size: int
+) -> None:
+    # The contract hashes proofs in its own loop; every line of trees with empty, short and
+    # unbalanced proofs verifies, and a changed amount or sibling does not.
+    statement = make_statement(list(range(1, size + 1)))
+    publish(chain, statement)
+    for account, amount in statement.lines:
+        proof = statement.proof(account)
+        assert chain.verify_line(statement.settlement_id, account, amount, proof)
+        assert not chain.verify_line(statement.settlement_id, account, amount + 1, proof)
+        if proof:
+            changed = [*proof[:-1], _altered(proof[-1], 31)]
+            assert not chain.verify_line(statement.settlement_id, account, amount, changed)
+    account, amount = statement.lines[-1]
+    chain.claim(statement.settlement_id, account, amount, statement.proof(account))
+    assert chain.token_balance(account) == amount
+
+
+def test_a_sibling_equal_to_the_node_hashes_like_the_library(chain: UsefirstChain) -> None:
+    account, amount = random_address(), 31
+    leaf = leaf_hash(account, amount)
+    root = node_hash(leaf, leaf)
+    settlement_id = new_id()
+    chain.mint_test_tokens(chain.keys.settler.address, amount)
+    chain.publish_settlement(settlement_id, root, amount, STATEMENT_HASH)
+    assert chain.verify_line(settlement_id, account, amount, [leaf])
+    chain.claim(settlement_id, account, amount, [leaf])
+    assert chain.token_balance(account) == amount
+
+
+def _publish_with_proof_depth(
+    chain: UsefirstChain, account: str, amount: int, depth: int
+) -> tuple[bytes, list[bytes], int]:
+    """Publish a root with ``(account, amount)`` ``depth`` levels deep (random siblings, as in a
+    large tree); returns the id, the proof and the settlement's sequence number."""
+    proof = [os.urandom(32) for _ in range(depth)]
+    root = process_proof(leaf_hash(account, amount), proof)
+    settlement_id = new_id()
+    chain.mint_test_tokens(chain.keys.settler.address, amount)
+    published = chain.publish_settlement(settlement_id, root, amount, STATEMENT_HASH)
+    return settlement_id, proof, published.record.sequence
+
+
+def test_a_repeat_owner_claim_with_a_100000_line_proof_costs_at_most_70000_gas(
+    chain: UsefirstChain,
+) -> None:
+    # Issue #9's target, with the proof depth of a 100,000-line statement (17 siblings): the
+    # payee holds the token and already claimed a settlement of the same claimed-bits word.
+    # scripts/bench_gas.py measures the exact figures on a real tree.
+    owner, amount = random_address(), 987_654_321
+    first_id, first_proof, first_sequence = _publish_with_proof_depth(chain, owner, amount, 17)
+    chain.claim(first_id, owner, amount, first_proof)
+    next_id, next_proof, next_sequence = _publish_with_proof_depth(chain, owner, amount, 17)
+    if next_sequence >> 8 != first_sequence >> 8:  # a new 256-settlement word: start over
+        chain.claim(next_id, owner, amount, next_proof)
+        next_id, next_proof, _ = _publish_with_proof_depth(chain, owner, amount, 17)
+    before = chain.token_balance(owner)
+    gas_used = chain.claim(next_id, owner, amount, next_proof).gas_used
+    assert chain.token_balance(owner) == before + amount
+    assert gas_used <= 70_000
 
 
 # --- claimMany -----------------------------------------------------------------------------

@@ -145,10 +145,13 @@ def closed_period(
         )
 
 
-def deploy_chain(chain_settings: Settings, data_dir: Path) -> UsefirstChain:
-    """Fresh contracts (zero challenge window) recorded in ``data_dir``: the settlements and
-    claims of one test module never meet another module's."""
+def deploy_chain(
+    chain_settings: Settings, data_dir: Path, *, challenge_window_s: int = 0
+) -> UsefirstChain:
+    """Fresh contracts recorded in ``data_dir`` (by default with a zero challenge window: claims
+    open at publication, nothing can be revoked): the settlements and claims of one test module
+    never meet another module's."""
     settings = chain_settings.model_copy(
-        update={"data_dir": data_dir, "chain_challenge_window_s": 0}
+        update={"data_dir": data_dir, "chain_challenge_window_s": challenge_window_s}
     )
     return UsefirstChain.connect(settings, deploy=True)
