@@ -57,6 +57,9 @@ from ledger.types import utcnow
 
 log = logging.getLogger(__name__)
 
+# RoyaltySettlement keeps a settlement's remaining amount in a uint96 (publish reverts with
+# TotalTooLarge above it); refused here first, before anything is sent.
+SETTLEMENT_TOTAL_UNITS_MAX = 2**96 - 1
 NO_PAYABLE_NOTE = (
     "no line of this statement is payable (no revenue, or every balance is below the minimum "
     "payout and carried forward): nothing was published on chain; the period is marked "
@@ -154,6 +157,15 @@ def prepare_settlement(
         configured_units_per_minor=chain.settings.chain_units_per_minor,
     )
     built = statement_settlement_tree(statement, scale)
+    if built.total_units > SETTLEMENT_TOTAL_UNITS_MAX:
+        raise StateError(
+            f"period {period.key} pays {built.total_units} token base units in total; one "
+            f"settlement holds at most {SETTLEMENT_TOTAL_UNITS_MAX} (the contract keeps the "
+            "remaining amount in 96 bits); a token with fewer decimals "
+            "(USEFIRST_CHAIN_UNITS_PER_MINOR) or a shorter period fits",
+            field="period_id",
+            code="settlement_total_too_large",
+        )
     ledger_lines = queries.payable_lines(session, period_id)
     stated = sorted((line.account, line.payable_minor) for line in built.lines)
     if stated != sorted(ledger_lines):

@@ -18,7 +18,7 @@ from ledger.errors import NotFound, StateError, ValidationFailed
 from ledger.journal import queries as journal_queries
 from ledger.periods.models import Period
 from ledger.settings import Settings
-from ledger.settlements import postings
+from ledger.settlements import postings, queries
 from ledger.settlements.models import Settlement
 from ledger.settlements.service import (
     NO_PAYABLE_NOTE,
@@ -255,3 +255,19 @@ def test_two_anchorers_racing_for_one_period_publish_it_once(
         from_block=first_new_block, argument_filters={"settlementId": key}
     )
     assert len(published) == 1
+
+
+def test_a_total_above_what_one_settlement_holds_is_refused_before_anything_is_sent(
+    db_engine: Engine, chain: UsefirstChain
+) -> None:
+    # 10^27 token units per minor unit: a few euros already exceed the contract's 96 bits.
+    coarse = UsefirstChain.connect(
+        chain.settings.model_copy(update={"chain_units_per_minor": 10**27})
+    )
+    closed = three_payees(db_engine)
+    with Session(db_engine) as session, pytest.raises(StateError) as refused:
+        prepare_settlement(session, closed.period_id, chain=coarse)
+    assert refused.value.code == "settlement_total_too_large"
+    assert str(2**96 - 1) in refused.value.message
+    with Session(db_engine) as session:
+        assert queries.settlement_for_period(session, closed.period_id) is None
