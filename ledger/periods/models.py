@@ -1,7 +1,8 @@
 """Accounting periods per model: UTC calendar months, ``[starts_at, ends_at)``.
 
-States: ``open → closing → closed → anchored → paid``. Only an open period
-accepts usage and revenue.
+States: ``open → closing → closed → anchored → paid``, plus ``anchored → closed`` when the
+guardian revoked the settlement on chain and the ledger reversed its funding
+(``ledger.settlements.revocations``). Only an open period accepts usage and revenue.
 """
 
 from __future__ import annotations
