@@ -95,10 +95,12 @@ def settlement_id_for(model_id: uuid.UUID | str, period_id: uuid.UUID | str) -> 
     UUIDs are used in their canonical lower-case text form, so the same ids always give the
     same settlement id, whichever type the caller holds.
     """
-    return keccak(abi_encode(["string", "string"], [_id_text(model_id), _id_text(period_id)]))
+    return keccak(abi_encode(["string", "string"], [id_text(model_id), id_text(period_id)]))
 
 
-def _id_text(value: uuid.UUID | str) -> str:
+def id_text(value: uuid.UUID | str) -> str:
+    """A model or period id as settlement ids hash it: a UUID in canonical lower-case text,
+    anything else as given."""
     if isinstance(value, uuid.UUID):
         return str(value)
     try:

@@ -19,7 +19,7 @@ from typing import Final
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from contracts.client import settlement_id_for
+from contracts.client import id_text, settlement_id_for
 
 # Owners' tools probe at most this many attempts on chain; a period revoked this often needs a
 # person, not another publication.
@@ -35,14 +35,7 @@ def settlement_key_for(
     if attempt == 0:
         return settlement_id_for(model_id, period_id)
     return keccak(
-        abi_encode(["string", "string", "uint256"], [_text(model_id), _text(period_id), attempt])
+        abi_encode(
+            ["string", "string", "uint256"], [id_text(model_id), id_text(period_id), attempt]
+        )
     )
-
-
-def _text(value: uuid.UUID | str) -> str:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return value
