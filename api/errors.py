@@ -11,15 +11,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import DomainError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("usefirst.api")
+# What a client should wait before resending a request the database failed transiently.
+DATABASE_RETRY_AFTER_S = 1
 
 HTTP_CODES = {
     400: ("bad_request", "Bad request"),
@@ -135,6 +139,30 @@ def install_error_handlers(app: FastAPI) -> None:
             title=title,
             detail=detail,
             headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(psycopg.OperationalError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The connection dropped (a database restart or failover, a terminated backend) or
+        # the transaction was aborted (deadlock, serialization failure): the request did not
+        # complete, and sending it again is the fix (Idempotency-Key and usage event ids make
+        # a resend count once, even if the commit itself went through).
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1]
+        log.warning(
+            "database unavailable: %s",
+            reason[0] if reason else type(exc).__name__,
+            extra={"path": request.url.path},
+        )
+        return problem_response(
+            request,
+            status=503,
+            code="database_unavailable",
+            title="Database temporarily unavailable",
+            detail="the database connection failed or the transaction was aborted before this "
+            "request completed; send the same request again (with the same Idempotency-Key, "
+            "or the same usage event ids, it counts once)",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(Exception)

@@ -217,9 +217,10 @@ class Transactor:
             on_sent(tx_hash)
         try:
             return self.wait(tx_hash, call_for_reason=tx)
-        except ConfirmationTimeout:
-            # Forget the cached nonce: if the transaction was dropped, later transactions of
-            # this sender must not queue behind its gap.
+        except (ConfirmationTimeout, ChainUnavailable):
+            # Forget the cached nonce: if the transaction was dropped (never mined, or lost
+            # with the mempool of a node that restarted), later transactions of this sender
+            # must not queue behind its gap.
             Transactor._next_nonce.pop((self.chain_id, sender.address), None)
             raise
 
@@ -304,8 +305,9 @@ class Transactor:
         """Wait until ``tx_hash`` is mined with ``confirmations`` blocks (itself included).
 
         The receipt is re-read on every poll, so a transaction dropped by a reorg is waited for
-        again rather than reported from a stale block. Raises ConfirmationTimeout or
-        TransactionReverted.
+        again rather than reported from a stale block. Raises ConfirmationTimeout,
+        TransactionReverted, or ChainUnavailable when the node stops answering (after the
+        provider's retries); the transaction may still be mined then.
         """
         needed = confirmations or self.confirmations
         limit = timeout_s if timeout_s is not None else self.timeout_s
@@ -316,17 +318,26 @@ class Transactor:
         delay_s = min(0.01, self.poll_interval_s)
         while True:
             try:
-                receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-            except TransactionNotFound:
-                receipt = None
-            if receipt is not None:
-                seen = self.w3.eth.block_number - receipt["blockNumber"] + 1
-                if seen >= needed:
-                    return self._result(tx_hash, receipt, call_for_reason)
+                receipt = self._receipt(tx_hash)
+                if receipt is not None:
+                    seen = self.w3.eth.block_number - receipt["blockNumber"] + 1
+            except (requests.RequestException, OSError) as exc:
+                raise ChainUnavailable(
+                    f"the node stopped answering while waiting for transaction {tx_hash} "
+                    f"({exc}); it may still be mined: look it up before sending anything again"
+                ) from exc
+            if receipt is not None and seen >= needed:
+                return self._result(tx_hash, receipt, call_for_reason)
             if time.monotonic() >= deadline:
                 raise ConfirmationTimeout(tx_hash, needed, limit, max(seen, 0))
             time.sleep(delay_s)
             delay_s = min(delay_s * 2, self.poll_interval_s)
+
+    def _receipt(self, tx_hash: str) -> TxReceipt | None:
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
 
     def _result(self, tx_hash: str, receipt: TxReceipt, tx: TxParams | None) -> TxResult:
         if receipt["status"] != 1:
