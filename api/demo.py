@@ -9,9 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from eth_account import Account as EthAccount
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -29,6 +25,7 @@ from rich.table import Table
 
 from api import embedded
 from api.demo_corpus import Corpus, all_corpora, passages, questions, write_corpus
+from api.embedded.apiserver import ApiServer
 from api.sdk import Chunk, UsageReporter, UsefirstClient
 from contracts.client import UsefirstChain
 from ledger.datasets.fingerprint import fingerprint_directory
@@ -113,65 +110,10 @@ def run_demo(console: Console, question_count: int = 300, output: Path | None = 
     )
     admin_key = _bootstrap_admin()
 
-    with _Server(out) as server:
+    with ApiServer(log=out / "api-server.log") as server:
         result = _story(console, server.url, admin_key, chain, out, question_count)
     _summary(console, result, time.monotonic() - started)
     return result
-
-
-class _Server:
-    """``usefirst serve`` (uvicorn) in a subprocess on a free loopback port."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> _Server:
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
-        self.log = (self.log_dir / "api-server.log").open("ab")
-        self.process = subprocess.Popen(
-            command, env=dict(os.environ), stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("the API server did not start within 60 s")
-
-    def __exit__(self, *exc: object) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-        self.log.close()
 
 
 @dataclass

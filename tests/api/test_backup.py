@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import tarfile
 from pathlib import Path
 
@@ -12,17 +11,12 @@ from sqlalchemy import Engine
 
 from api.backup import create_backup, restore_backup
 from api.embedded import postgres
+from api.embedded.apiserver import free_port
 from api.embedded.process import SetupError
 from contracts.client import UsefirstChain
 from ledger.settings import Settings
 from ledger.settlements.service import anchor_period, reconcile
 from tests.ledger.factories_settlement import closed_period, deploy_chain
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_backup_restore_onto_a_fresh_data_directory_reconciles(
@@ -43,7 +37,7 @@ def test_backup_restore_onto_a_fresh_data_directory_reconciles(
         update={
             "data_dir": tmp_path / "fresh",
             "database_url": None,
-            "pg_port": _free_port(),
+            "pg_port": free_port(),
             "pg_database": "usefirst_restored",
         }
     )

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from sqlmodel import Session
 
 from api.celery_app import celery_app
 from api.embedded import worker
+from api.embedded.apiserver import free_port
 from api.embedded.process import stop_process_group, tail
 from contracts.client import UsefirstChain, settlement_id_for
 from ledger.revenue.service import record_revenue
@@ -66,12 +66,6 @@ print(json.dumps(job_ids))
 # --- a private Redis -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throwaway ``redis-server`` on a free loopback port, no persistence; stopped after."""
@@ -89,7 +83,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "run `.venv/bin/pip install -e '.[dev]'`"
         )
     data_dir = tmp_path_factory.mktemp("redis")
-    port = _free_port()
+    port = free_port()
     log_file = data_dir / "redis.log"
     proc = subprocess.Popen(
         [
