@@ -25,8 +25,6 @@ import argparse
 import http.client
 import os
 import queue
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -42,10 +40,19 @@ os.environ.setdefault("USEFIRST_PG_DATABASE", "usefirst_bench_ingest")
 import orjson
 import psutil
 import psycopg
-from benchlib import machine, setup_database, write_section
+from benchlib import (
+    CpuMeter,
+    free_port,
+    machine,
+    postgres_processes,
+    process_tree,
+    seed_rag_model,
+    setup_database,
+    start_server,
+    write_section,
+)
 from rich.console import Console
 
-REPO = Path(__file__).resolve().parent.parent
 EVENTS_PER_BATCH = 5_000
 CHUNKS_PER_EVENT = 5
 DATASETS = 50
@@ -56,59 +63,8 @@ console = Console()
 def seed(dsn: str) -> tuple[str, uuid.UUID, list[str]]:
     """A model team with an API key, its model and agreement, and RAG-confirmed datasets.
     Returns (API key, model id, dataset ids)."""
-    from sqlmodel import Session
-
-    from ledger.access.service import create_api_key
-    from ledger.db import get_engine
-    from ledger.owners.service import create_account
-
-    with Session(get_engine()) as session:
-        account = create_account(session, role="model_team", display_name="bench team")
-        key = create_api_key(session, account.id, label="bench").plaintext
-        session.commit()
-        account_id = account.id
-    model_id = uuid.uuid4()
-    datasets = [uuid.uuid4() for _ in range(DATASETS)]
-    since = MONTH - timedelta(days=365)
-    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO model (id, account_id, name, description, kind)"
-            " VALUES (%s, %s, 'bench model', '', 'rag_app')",
-            (model_id, account_id),
-        )
-        cur.execute(
-            "INSERT INTO agreement (id, model_id, version, royalty_rate_bps, training_share_bps,"
-            " min_payout_minor, currency, currency_exponent, training_unit, retrieval_policy,"
-            " effective_from) VALUES (%s, %s, 1, 1000, 3000, 100, 'EUR', 2, 'tokens',"
-            " 'rank-discount/v1', %s)",
-            (uuid.uuid4(), model_id, since),
-        )
-        for i, dataset_id in enumerate(datasets):
-            owner_id = uuid.uuid4()
-            address = "0x" + f"{i + 1:040x}"
-            cur.execute(
-                "INSERT INTO owner (id, address, display_name) VALUES (%s, %s, 'bench owner')",
-                (owner_id, address),
-            )
-            cur.execute(
-                "INSERT INTO dataset (id, name, description, registrant_owner_id, licence,"
-                " terms_hash, allowed_uses, valid_from, content_root, file_count, total_bytes,"
-                " terms_version, status) VALUES (%s, %s, '', %s, 'CC-BY-4.0', %s, 3, %s, %s,"
-                " 1, 1, 1, 'confirmed')",
-                (dataset_id, f"dataset {i}", owner_id, "00" * 32, since, f"{i:064x}"),
-            )
-            cur.execute(
-                "INSERT INTO dataset_co_owner (dataset_id, terms_version, address, owner_id,"
-                " share_bps) VALUES (%s, 1, %s, %s, 10000)",
-                (dataset_id, address, owner_id),
-            )
-            cur.execute(
-                "INSERT INTO dataset_confirmation (dataset_id, terms_version, allowed_uses,"
-                " confirmed_from) VALUES (%s, 1, 3, %s)",
-                (dataset_id, since),
-            )
-        conn.commit()
-    return key, model_id, [str(d) for d in datasets]
+    key, _, model_id, datasets = seed_rag_model(dsn, DATASETS, MONTH - timedelta(days=365))
+    return key, model_id, datasets
 
 
 def make_batches(count: int, datasets: list[str], tag: str) -> list[list[dict[str, Any]]]:
@@ -137,47 +93,6 @@ def make_batches(count: int, datasets: list[str], tag: str) -> list[list[dict[st
             )
         out.append(batch)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "api.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"uvicorn exited with {server.returncode}; see {log}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    raise SystemExit(f"uvicorn did not answer on port {port} within 60 s; see {log}")
 
 
 def run_concurrently(
@@ -312,29 +227,6 @@ def raw_copy(dsn: str, data: list[bytes], clients: int, fmt: str) -> float:
     return run_concurrently(data, clients, send, connect)
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def process_tree(root: psutil.Process) -> list[psutil.Process]:
-    return [root, *root.children(recursive=True)]
-
-
-def postgres_processes(dsn: str) -> list[psutil.Process]:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT pg_backend_pid()").fetchone()
-        assert row is not None
-        postmaster = psutil.Process(row[0]).parent()
-    return process_tree(postmaster)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40)
@@ -360,7 +252,8 @@ def main() -> None:
         warmup = make_batches(2, datasets, "warmup")
         for batch in warmup:  # connections, caches, the period row
             send(connect(), orjson.dumps(batch))
-        server_procs, pg_procs = process_tree(psutil.Process(server.pid)), postgres_processes(dsn)
+        server_cpu = CpuMeter(lambda: process_tree(psutil.Process(server.pid)))
+        pg_cpu = CpuMeter(lambda: postgres_processes(dsn))
         for run in range(args.runs):
             bodies = [orjson.dumps(b) for b in make_batches(args.batches, datasets, f"run{run}")]
             body_mib = sum(map(len, bodies)) / 2**20
@@ -368,15 +261,10 @@ def main() -> None:
                 f"[bold]API run {run + 1}: {events:,} events in {args.batches} requests, "
                 f"{args.clients} clients"
             )
-            cpu_before = cpu_seconds(server_procs), cpu_seconds(pg_procs)
+            server_cpu.start()
+            pg_cpu.start()
             api_s = run_concurrently(bodies, args.clients, send, connect)
-            api_runs.append(
-                (
-                    events / api_s,
-                    cpu_seconds(server_procs) - cpu_before[0],
-                    cpu_seconds(pg_procs) - cpu_before[1],
-                )
-            )
+            api_runs.append((events / api_s, server_cpu.stop(), pg_cpu.stop()))
     finally:
         server.terminate()
         server.wait(30)
