@@ -205,12 +205,14 @@ def generate_export(job_id: str, **_params: Any) -> dict[str, Any]:
     from ledger.settings import get_settings
 
     settings = get_settings()
+    with session_scope() as session:
+        kind = jobs.get_job(session, job_id).kind
+    if kind != "export":  # not ours to mark failed
+        raise ValueError(f"job {job_id} is a {kind} job, not an export")
     try:
         with session_scope() as session:
             exports.lock_export_job(session, job_id)
             job = jobs.get_job(session, job_id)
-            if job.kind != "export":  # not ours to mark failed
-                raise ValueError(f"job {job_id} is a {job.kind} job, not an export")
             if job.state == "succeeded" and job.result is not None:
                 done = exports.stored_path(settings, job_id, job.result["format"])
                 if done.is_file():

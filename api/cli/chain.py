@@ -140,7 +140,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def index(as_json: bool = typer.Option(False, "--json")) -> None:
-        """Index Claimed events: record claims, post payouts, mark fully claimed periods paid."""
+        """Index Claimed and SettlementRevoked events: record claims, post payouts, mark fully
+        claimed periods paid, reverse the funding of revoked settlements."""
         from ledger.settlements.service import index_claims
 
         with _chain_errors():
@@ -153,6 +154,8 @@ def register(app: typer.Typer) -> None:
             "unknown_events": outcome.unknown_events,
             "unmatched_claims": outcome.unmatched_claims,
             "periods_paid": [str(p) for p in outcome.periods_paid],
+            "revocations_applied": outcome.revocations_applied,
+            "periods_revoked": [str(p) for p in outcome.periods_revoked],
         }
         if as_json:
             typer.echo(json.dumps(result, indent=2))
@@ -161,7 +164,9 @@ def register(app: typer.Typer) -> None:
             f"blocks {outcome.from_block}–{outcome.to_block}: {outcome.events_seen} claim "
             f"events, {outcome.claims_recorded} new, {outcome.unknown_events} of unknown "
             f"settlements, {outcome.unmatched_claims} unmatched; "
-            f"{len(outcome.periods_paid)} period(s) now paid"
+            f"{len(outcome.periods_paid)} period(s) now paid; {outcome.revocations_applied} "
+            f"revocation(s) applied ({len(outcome.periods_revoked)} period(s) back to closed: "
+            "usefirst anchor PERIOD --reanchor once understood)"
         )
 
     @app.command()

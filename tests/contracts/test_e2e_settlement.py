@@ -23,6 +23,7 @@ from typer.testing import CliRunner, Result
 
 from api.cli import app
 from contracts.client import SettlementStatus, UsefirstChain, settlement_id_for
+from ledger.errors import StateError
 from ledger.journal import queries as journal_queries
 from ledger.periods.close import statement_bytes
 from ledger.periods.models import Period
@@ -309,8 +310,11 @@ def test_a_revoked_settlement_is_reversed_anchored_again_under_a_new_id_and_clai
     # The guardian revokes inside the challenge window; the indexer follows.
     chain.revoke_settlement(bytes.fromhex(first_key[2:]))
     cli("reconcile", "--strict", exit_code=1)  # revoked_on_chain until indexed
-    cli("index", "--json")
-    cli("index", "--json")  # a second run changes nothing
+    indexed = json.loads(cli("index", "--json").stdout)
+    assert indexed["revocations_applied"] == 1
+    assert indexed["periods_revoked"] == [str(closed.period_id)]
+    again = json.loads(cli("index", "--json").stdout)  # a second run changes nothing
+    assert (again["revocations_applied"], again["periods_revoked"]) == (0, [])
 
     with Session(db_engine) as session:
         settlement = session.exec(
@@ -326,7 +330,11 @@ def test_a_revoked_settlement_is_reversed_anchored_again_under_a_new_id_and_clai
     assert balance(db_engine, postings.escrow_account(first_key)) == 0
     assert json.loads(cli("reconcile", "--json", "--strict").stdout)["findings"] == []
 
-    # Finance anchors again: a new settlement id, the same statement.
+    # Anchoring as before does not publish again by itself; finance anchors again on purpose:
+    # a new settlement id, the same statement.
+    with pytest.raises(StateError) as not_asked:
+        cli("anchor", str(closed.period_id), "--json")
+    assert not_asked.value.code == "settlement_revoked"
     second = json.loads(cli("anchor", str(closed.period_id), "--reanchor", "--json").stdout)
     second_key = "0x" + settlement_key_for(closed.model_id, closed.period_id, 1).hex()
     assert second["period_state"] == "anchored" and second["settlement_key"] == second_key
