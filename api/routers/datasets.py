@@ -31,8 +31,7 @@ from sqlmodel import Session
 
 from api.deps import Principal, SessionDep, require_roles
 from api.idempotency import Idempotency, IdempotencyDep
-from api.keyset import cursor_key, page
-from api.pagination import LIMIT_DEFAULT, Page, check_limit
+from api.pagination import LIMIT_DEFAULT, Page, check_limit, cursor_key, page
 from api.schemas.datasets import (
     DatasetIn,
     DatasetOut,

@@ -23,8 +23,7 @@ from api import jobs
 from api.deps import Principal, SessionDep, require_roles
 from api.downloads import DOWNLOAD_HEADERS, stream_export
 from api.idempotency import IdempotencyDep
-from api.keyset import cursor_key, page
-from api.pagination import LIMIT_DEFAULT, check_limit
+from api.pagination import LIMIT_DEFAULT, check_limit, cursor_key, page
 from api.schemas.exports import (
     ExportAccepted,
     ExportIn,

@@ -17,8 +17,7 @@ from pydantic import AwareDatetime
 
 from api.deps import Principal, SessionDep, require_roles
 from api.idempotency import IdempotencyDep
-from api.keyset import cursor_key, page
-from api.pagination import LIMIT_DEFAULT, Page, check_limit
+from api.pagination import LIMIT_DEFAULT, Page, check_limit, cursor_key, page
 from api.routers.usage import visible_model
 from api.schemas.models import AgreementIn, AgreementOut, ModelIn, ModelOut
 from ledger.models import queries

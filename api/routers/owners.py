@@ -19,8 +19,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import Principal, SessionDep, require_roles
 from api.idempotency import IdempotencyDep
-from api.keyset import cursor_key, page
-from api.pagination import LIMIT_DEFAULT, Page, check_limit
+from api.pagination import LIMIT_DEFAULT, Page, check_limit, cursor_key, page
 from api.schemas.accounts import (
     AddressChallengeOut,
     OwnerAddressIn,

@@ -18,8 +18,7 @@ from sqlmodel import Session
 
 import attribution as attr
 from api.deps import Principal, SessionDep, require_roles
-from api.keyset import cursor_key, page
-from api.pagination import LIMIT_DEFAULT, Page, check_limit
+from api.pagination import LIMIT_DEFAULT, Page, check_limit, cursor_key, page
 from api.schemas.statements import (
     ClaimOut,
     StatementDetailOut,
