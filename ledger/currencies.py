@@ -10,6 +10,7 @@ ISO says 3 and 2, CLDR 0); for royalty payouts the practical unit is the right o
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Final
 
 from babel.core import get_global
 from babel.numbers import get_currency_precision
@@ -62,3 +63,35 @@ def currency_exponent(code: str) -> int:
     """
     upper = normalize_currency(code)
     return int(get_currency_precision(upper))
+
+
+# --- minor units as text --------------------------------------------------------------
+# Built from the integer with divmod (never through a float), so -5 EUR minor is "-0.05".
+
+# Decimal places a currency can have (ISO 4217 uses 0 to 4).
+EXPONENT_MAX: Final = 4
+
+
+def major_text(amount_minor: int, exponent: int) -> str:
+    """``amount_minor`` as a plain decimal string of major units (``1234`` → ``"12.34"``).
+
+    No thousands separators, ``-`` for negatives, exactly ``exponent`` decimal places.
+    """
+    if type(amount_minor) is not int:
+        raise TypeError(f"amount_minor must be an int, got {type(amount_minor).__name__}")
+    if not 0 <= exponent <= EXPONENT_MAX:
+        raise ValueError(f"currency exponent must be 0..{EXPONENT_MAX}, got {exponent}")
+    sign = "-" if amount_minor < 0 else ""
+    whole, fraction = divmod(abs(amount_minor), 10**exponent)
+    if exponent == 0:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{fraction:0{exponent}d}"
+
+
+def major_display(amount_minor: int, exponent: int) -> str:
+    """``major_text`` with thousands separators, for people (``123456`` → ``"1,234.56"``)."""
+    text = major_text(amount_minor, exponent)
+    sign = "-" if text.startswith("-") else ""
+    whole, _, fraction = text.lstrip("-").partition(".")
+    grouped = f"{int(whole):,}"
+    return f"{sign}{grouped}.{fraction}" if fraction else f"{sign}{grouped}"

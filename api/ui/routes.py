@@ -30,10 +30,11 @@ from api.deps import SessionDep
 from api.downloads import stream_export
 from api.ui import auth, views
 from api.ui.auth import FormDep, LoginRequired, Viewer, ViewerDep, require_role
+from ledger.currencies import major_display
 from ledger.datasets.service import uses_from_mask
 from ledger.errors import DomainError, NotFound, StateError, Unauthorized, ValidationFailed
 from ledger.periods.models import PERIOD_STATES, Period
-from ledger.reports.amounts import bps_percent, major_display
+from ledger.reports.amounts import bps_percent
 from ledger.reports.exports import ExportRequest
 from ledger.rights.service import resolve_dispute
 from ledger.settings import get_settings

@@ -16,9 +16,8 @@ from typing import Final
 
 from sqlmodel import Session
 
-from ledger.currencies import currency_exponent
+from ledger.currencies import currency_exponent, major_text
 from ledger.reports import queries
-from ledger.reports.amounts import major_text
 from ledger.reports.streams import Progress, csv_chunks, safe_text
 
 COLUMNS: Final = (

@@ -13,8 +13,8 @@ from typing import Final
 
 from sqlmodel import Session
 
+from ledger.currencies import major_text
 from ledger.reports import queries
-from ledger.reports.amounts import major_text
 from ledger.reports.queries import StatementRef
 from ledger.reports.streams import Progress, csv_chunks, safe_text
 from ledger.reports.totals import LineTotals, check_lines, check_sources

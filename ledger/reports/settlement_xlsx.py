@@ -26,8 +26,9 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from sqlmodel import Session
 
+from ledger.currencies import major_text
 from ledger.reports import queries
-from ledger.reports.amounts import excel_number_format, major_text
+from ledger.reports.amounts import excel_number_format
 from ledger.reports.queries import StatementRef
 from ledger.reports.streams import FETCH_ROWS, BinarySink, Progress
 from ledger.reports.totals import LineTotals, check_lines, check_sources, statement_totals

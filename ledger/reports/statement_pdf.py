@@ -36,7 +36,8 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.flowables import Flowable
 
-from ledger.reports.amounts import bps_percent, major_display
+from ledger.currencies import major_display
+from ledger.reports.amounts import bps_percent
 from ledger.reports.queries import PayeeLine, StatementRef, UsagePoint
 from ledger.reports.streams import BinarySink
 

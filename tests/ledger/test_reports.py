@@ -25,12 +25,12 @@ from sqlmodel import Session
 
 import attribution as attr
 from contracts.merkle import statement_tree
+from ledger.currencies import major_display, major_text
 from ledger.errors import NotFound, StateError, ValidationFailed
 from ledger.periods import close as closing
 from ledger.periods import service as periods
 from ledger.periods.models import Period, PeriodAdjustment
 from ledger.reports import service as reports
-from ledger.reports.amounts import major_display, major_text
 from ledger.reports.streams import ExportIntegrityError, csv_chunks, safe_text
 from ledger.revenue.service import record_revenue
 from ledger.settings import Settings
