@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from api import jobs
 from api.celery_app import celery_app
 from ledger.db import session_scope
+from ledger.faults import fault_point
 
 # Errors worth retrying: the database or the chain was briefly unreachable.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, psycopg.OperationalError)
@@ -57,7 +58,7 @@ def close_period(period_id: str, job_id: str | None = None, anchor: bool = True)
     try:
         with session_scope() as session:
             begin_close(session, pid)
-        _fault_point("close_after_begin")
+        fault_point("close_after_begin")
         with session_scope() as session:
             outcome = finish_close(session, pid)
     except Exception as exc:
@@ -88,14 +89,6 @@ def _fail_unless_transient(job_id: str | None, exc: BaseException) -> None:
     code = getattr(exc, "code", None) or type(exc).__name__
     message = getattr(exc, "message", None) or str(exc)
     jobs.mark(job_id, state="failed", error=f"{code}: {message}")
-
-
-def _fault_point(name: str) -> None:
-    """Tests only: die here (like a SIGKILL) when USEFIRST_FAULT names this point."""
-    from ledger.settings import get_settings
-
-    if get_settings().fault == name:
-        os._exit(137)
 
 
 def _jsonable(value: Any) -> Any:

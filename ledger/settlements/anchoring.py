@@ -30,7 +30,6 @@ the contract never accepts a revoked id again.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +44,7 @@ from contracts.client import SettlementStatus, UsefirstChain
 from contracts.errors import ContractRevert
 from ledger.db import get_engine, session_scope
 from ledger.errors import StateError
+from ledger.faults import fault_point
 from ledger.periods import service as periods
 from ledger.periods.close import load_statement
 from ledger.periods.models import Period
@@ -277,13 +277,6 @@ def _publisher_lock(settings: Settings, chain: UsefirstChain) -> Iterator[None]:
             conn.commit()
 
 
-def _fault_point(settings: Settings, name: str) -> None:
-    """Tests only: die here, without cleanup, when ``USEFIRST_FAULT`` names this point."""
-    if settings.fault == name:
-        log.warning("fault injection: exiting at %s", name)
-        os._exit(137)
-
-
 def _set(
     settings: Settings, settlement_id: uuid.UUID, states: tuple[str, ...], **values: object
 ) -> None:
@@ -386,7 +379,7 @@ def publish_settlement(
                 settings, settlement.id, ("prepared", "sent"), state="sent", publish_tx_hash=tx_hash
             )
             report("publish", f"sent {tx_hash}")
-            _fault_point(settings, "after_publish_sent")
+            fault_point("after_publish_sent", settings)
 
         published = chain.publish_settlement(
             key,

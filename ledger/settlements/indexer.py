@@ -33,6 +33,7 @@ from sqlmodel import Session, col
 
 from contracts.client import ClaimEvent, UsefirstChain
 from ledger.db import session_scope
+from ledger.faults import fault_point
 from ledger.periods.models import Period
 from ledger.settings import Settings, get_settings
 from ledger.settlements import postings, queries
@@ -127,6 +128,8 @@ def index_claims(
             cursor.last_block = max(cursor.last_block, range_end)
             cursor.revocations_last_block = max(_done_blocks(cursor)[1], range_end)
             session.add(cursor)
+            session.flush()
+            fault_point("index_before_commit", settings)  # claims and cursor written, not committed
     return outcome
 
 

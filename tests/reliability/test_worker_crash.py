@@ -1,4 +1,5 @@
-"""A worker SIGKILLed in the middle of a close: the job is resumed and finishes once."""
+"""A worker SIGKILLed in the middle of a close, or of indexing claims: the work is resumed
+and finishes once."""
 
 from __future__ import annotations
 
@@ -100,3 +101,138 @@ def test_close_job_survives_a_worker_killed_mid_close(
             return found.state if found else "missing"
 
     _wait(lambda: job_state() == "succeeded")
+
+
+def test_claims_indexed_by_a_worker_killed_before_its_commit_are_recorded_once(
+    db_engine: Engine, services: Settings
+) -> None:
+    from eth_account import Account
+    from sqlmodel import select
+
+    from api.tasks import index_claims
+    from contracts.client import UsefirstChain
+    from contracts.merkle import StandardMerkleTree
+    from ledger.settlements.models import Settlement
+    from ledger.settlements.service import anchor_period
+    from tests.ledger.factories_settlement import closed_period
+
+    # The workers' own deployment (the session's data directory): claims open at once.
+    chain = UsefirstChain.connect(services, deploy=True)
+    weights = {Account.create().address: weight for weight in (1, 2, 3)}
+    closed = closed_period(db_engine, weights, at=OCT)
+    anchor_period(closed.period_id, chain=chain, settings=chain.settings)
+    with Session(db_engine, expire_on_commit=False) as session:
+        settlement = session.exec(
+            select(Settlement).where(Settlement.period_id == closed.period_id)
+        ).one()
+    tree = StandardMerkleTree.load(settlement.tree_dump)
+    key = bytes.fromhex(settlement.settlement_key[2:])
+    for account, amount in tree.values:
+        chain.claim(key, account, amount, tree.get_proof(tree.index_of(account)))
+
+    def recorded() -> tuple[int, int, str]:
+        with Session(db_engine) as s:
+            claims = s.execute(
+                text("SELECT count(*) FROM settlement_claim WHERE settlement_id = :s"),
+                {"s": settlement.id},
+            ).scalar_one()
+            payouts = s.execute(
+                text(
+                    "SELECT count(*) FROM journal_transaction WHERE kind = 'royalty_payout'"
+                    " AND reference->>'settlement_id' = :s"
+                ),
+                {"s": str(settlement.id)},
+            ).scalar_one()
+            state = s.execute(
+                text("SELECT state FROM period WHERE id = :p"), {"p": closed.period_id}
+            ).scalar_one()
+        return int(claims), int(payouts), str(state)
+
+    # A worker that dies after writing the claims, payouts and cursor, before the commit.
+    os.environ["USEFIRST_FAULT"] = "index_before_commit"
+    try:
+        worker.start(services, name="faulty-index", queues="faulty-index")
+    finally:
+        del os.environ["USEFIRST_FAULT"]
+    log = services.log_dir / "faulty-index.log"
+    try:
+        index_claims.apply_async(queue="faulty-index")
+        _wait(lambda: "fault injection: exiting at index_before_commit" in log.read_text())
+    finally:
+        worker.stop(services, "faulty-index")
+    assert recorded() == (0, 0, "anchored")  # nothing of the dead run was committed
+
+    # The next run (the beat's, here on the healthy worker) records every claim once.
+    index_claims.apply_async().get(timeout=120)
+    assert recorded() == (3, 3, "paid")
+    index_claims.apply_async().get(timeout=120)
+    assert recorded() == (3, 3, "paid")
+
+
+def test_an_anchor_job_whose_worker_died_after_sending_publishes_once(
+    db_engine: Engine, services: Settings
+) -> None:
+    from eth_account import Account
+
+    from api.tasks import anchor_period, resume_stale_jobs
+    from contracts.client import UsefirstChain, settlement_id_for
+    from tests.ledger.factories_settlement import closed_period
+
+    chain = UsefirstChain.connect(services, deploy=True)
+    closed = closed_period(db_engine, {Account.create().address: w for w in (1, 4)}, at=OCT)
+    key = settlement_id_for(closed.model_id, closed.period_id)
+
+    def published() -> int:
+        return len(
+            chain.settlement.events.SettlementPublished().get_logs(
+                from_block=0, argument_filters={"settlementId": key}
+            )
+        )
+
+    def period_state() -> str:
+        with Session(db_engine) as s:
+            return str(
+                s.execute(
+                    text("SELECT state FROM period WHERE id = :p"), {"p": closed.period_id}
+                ).scalar_one()
+            )
+
+    # A worker that dies right after sending the publication (before recording its receipt).
+    os.environ["USEFIRST_FAULT"] = "after_publish_sent"
+    try:
+        worker.start(services, name="faulty-anchor", queues="faulty-anchor")
+    finally:
+        del os.environ["USEFIRST_FAULT"]
+    log = services.log_dir / "faulty-anchor.log"
+    try:
+        with Session(db_engine) as session:
+            job = jobs.create_job(
+                session, "anchor_period", {"period_id": str(closed.period_id)}, None
+            )
+            session.commit()
+            job_id = job.id
+        anchor_period.apply_async(
+            kwargs={"period_id": str(closed.period_id), "job_id": job_id},
+            task_id=job_id,
+            queue="faulty-anchor",
+        )
+        _wait(lambda: "fault injection: exiting at after_publish_sent" in log.read_text())
+    finally:
+        worker.stop(services, "faulty-anchor")
+    assert period_state() == "closed"  # sent, not recorded as anchored
+
+    # The sweep resumes the quiet job on the healthy worker: it finds the sent transaction
+    # on chain instead of publishing again.
+    assert job_id in resume_stale_jobs(stale_after_s=0)
+    _wait(lambda: period_state() == "anchored")
+    assert published() == 1
+    with Session(db_engine) as session:
+        fundings = session.execute(
+            text(
+                "SELECT count(*) FROM journal_transaction WHERE kind = 'settlement_funding'"
+                " AND reference->>'period_id' = :p"
+            ),
+            {"p": str(closed.period_id)},
+        ).scalar_one()
+        assert fundings == 1
+        assert jobs.get_job(session, job_id).state == "succeeded"
