@@ -268,6 +268,24 @@ class ClaimEvent:
 
 
 @dataclass(frozen=True)
+class RevocationEvent:
+    """A settlement the guardian revoked: ``refunded_units`` went back to ``settler``."""
+
+    settlement_id: bytes
+    token: str
+    settler: str
+    refunded_units: int
+    tx_hash: str
+    block_number: int
+    # (tx_hash, log_index) identifies the event.
+    log_index: int
+
+    @property
+    def settlement_key(self) -> str:
+        return "0x" + self.settlement_id.hex()
+
+
+@dataclass(frozen=True)
 class ClaimManyResult:
     tx: TxResult
     paid_lines: int
@@ -362,6 +380,28 @@ class SettlementReader:
                 tx_hash=_hex(log["transactionHash"]),
                 block_number=log["blockNumber"],
                 log_index=log["logIndex"],
+            )
+            for log in logs
+        ]
+
+    def revocation_events(
+        self, from_block: int, to_block: int | str = "latest", settlement_id: bytes | None = None
+    ) -> list[RevocationEvent]:
+        """``SettlementRevoked`` events in ``[from_block, to_block]``, optionally of one
+        settlement, in chain order. One ``eth_getLogs``, like :meth:`claim_events`."""
+        filters = {} if settlement_id is None else {"settlementId": _b32(settlement_id)}
+        logs = self.contract.events.SettlementRevoked().get_logs(
+            from_block=from_block, to_block=to_block, argument_filters=filters
+        )
+        return [
+            RevocationEvent(
+                settlement_id=bytes(log["args"]["settlementId"]),
+                token=log["args"]["token"],
+                settler=log["args"]["settler"],
+                refunded_units=int(log["args"]["refunded"]),
+                tx_hash=_hex(log["transactionHash"]),
+                block_number=int(log["blockNumber"]),
+                log_index=int(log["logIndex"]),
             )
             for log in logs
         ]
@@ -708,6 +748,12 @@ class UsefirstChain:
     ) -> list[ClaimEvent]:
         """``Claimed`` events of every settlement (or one) in ``[from_block, to_block]``."""
         return self.reader.claim_events(from_block, to_block, settlement_id)
+
+    def revocation_events(
+        self, from_block: int, to_block: int | str = "latest", settlement_id: bytes | None = None
+    ) -> list[RevocationEvent]:
+        """``SettlementRevoked`` events of every settlement (or one) in the block range."""
+        return self.reader.revocation_events(from_block, to_block, settlement_id)
 
     def claim(
         self,

@@ -40,7 +40,7 @@ from sqlalchemy import text, update
 from sqlmodel import Session, col
 from web3.exceptions import TransactionNotFound
 
-from contracts.client import SettlementStatus, UsefirstChain
+from contracts.client import RevocationEvent, SettlementStatus, UsefirstChain
 from contracts.errors import ContractRevert
 from ledger.db import get_engine, session_scope
 from ledger.errors import StateError
@@ -240,13 +240,21 @@ def _ensure_revocation_recorded(
         settlement.chain_id == chain.chain_id
         and settlement.contract_address == chain.settlement.address
     )
-    event = (
-        revocations.find_revocation_event(
-            chain, settlement.settlement_key, settlement.publish_block
-        )
-        if same_contract
-        else None
+    _apply_revocation(
+        session, settlement, _revocation_event(chain, settlement) if same_contract else None
     )
+
+
+def _revocation_event(chain: UsefirstChain, settlement: Settlement) -> RevocationEvent | None:
+    return revocations.find_revocation_event(
+        chain, settlement.settlement_key, settlement.publish_block
+    )
+
+
+def _apply_revocation(
+    session: Session, settlement: Settlement, event: RevocationEvent | None
+) -> None:
+    """The revocation of this settlement's attempt, applied once (see ``revocations``)."""
     revocations.apply_revocation(
         session,
         chain_id=settlement.chain_id,
@@ -532,17 +540,9 @@ def _apply_observed_revocation(
     """Anchoring read the settlement revoked on chain: apply it as the indexer would (funding
     reversed if posted, settlement revoked, period closed) in its own transaction, then raise
     StateError ``settlement_revoked``."""
-    event = revocations.find_revocation_event(
-        chain, settlement.settlement_key, settlement.publish_block
-    )
+    event = _revocation_event(chain, settlement)
     with session_scope(settings) as session:
-        revocations.apply_revocation(
-            session,
-            chain_id=settlement.chain_id,
-            contract_address=settlement.contract_address,
-            settlement_key=settlement.settlement_key,
-            event=event,
-        )
+        _apply_revocation(session, settlement, event)
     raise _not_sent(settlement.settlement_key, "revoked")
 
 

@@ -31,14 +31,14 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session, col
 
-from contracts.client import ClaimEvent, UsefirstChain
+from contracts.client import ClaimEvent, RevocationEvent, UsefirstChain
 from ledger.db import session_scope
 from ledger.faults import fault_point
 from ledger.periods.models import Period
 from ledger.settings import Settings, get_settings
 from ledger.settlements import postings, queries
 from ledger.settlements.models import ChainCursor, Settlement, SettlementClaim
-from ledger.settlements.revocations import RevocationEvent, apply_revocation, revocation_events
+from ledger.settlements.revocations import apply_revocation
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def index_claims(
             claims = chain.claim_events(max(range_start, claims_from), range_end)
         revoked: list[RevocationEvent] = []
         if range_end >= revocations_from:
-            revoked = revocation_events(chain, max(range_start, revocations_from), range_end)
+            revoked = chain.revocation_events(max(range_start, revocations_from), range_end)
         with session_scope(settings) as session:
             session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),

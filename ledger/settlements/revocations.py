@@ -26,30 +26,12 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from contracts.client import UsefirstChain
+from contracts.client import RevocationEvent, UsefirstChain
 from ledger.periods import service as periods
 from ledger.settlements import postings, queries
 from ledger.settlements.models import Settlement, SettlementRevocation
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RevocationEvent:
-    """A ``SettlementRevoked`` event: ``refunded_units`` went back to ``settler``."""
-
-    settlement_id: bytes
-    token: str
-    settler: str
-    refunded_units: int
-    tx_hash: str
-    block_number: int
-    # (tx_hash, log_index) identifies the event.
-    log_index: int
-
-    @property
-    def settlement_key(self) -> str:
-        return "0x" + self.settlement_id.hex()
 
 
 @dataclass(frozen=True)
@@ -63,32 +45,6 @@ class RevocationOutcome:
     reversal_transaction_id: uuid.UUID | None
 
 
-def revocation_events(
-    chain: UsefirstChain,
-    from_block: int,
-    to_block: int | str = "latest",
-    settlement_id: bytes | None = None,
-) -> list[RevocationEvent]:
-    """``SettlementRevoked`` events in ``[from_block, to_block]`` (optionally of one settlement),
-    in chain order. One ``eth_getLogs``: callers keep the range within what their node serves."""
-    filters = {} if settlement_id is None else {"settlementId": settlement_id}
-    logs = chain.settlement.events.SettlementRevoked().get_logs(
-        from_block=from_block, to_block=to_block, argument_filters=filters
-    )
-    return [
-        RevocationEvent(
-            settlement_id=bytes(log["args"]["settlementId"]),
-            token=log["args"]["token"],
-            settler=log["args"]["settler"],
-            refunded_units=int(log["args"]["refunded"]),
-            tx_hash="0x" + bytes(log["transactionHash"]).hex(),
-            block_number=int(log["blockNumber"]),
-            log_index=int(log["logIndex"]),
-        )
-        for log in logs
-    ]
-
-
 def find_revocation_event(
     chain: UsefirstChain, settlement_key: str, from_block: int | None
 ) -> RevocationEvent | None:
@@ -96,8 +52,8 @@ def find_revocation_event(
     it (a pruned or log-limited node: the contract's state stays authoritative)."""
     key = bytes.fromhex(settlement_key.removeprefix("0x"))
     try:
-        events = revocation_events(
-            chain, from_block or chain.settlement_from_block, "latest", settlement_id=key
+        events = chain.revocation_events(
+            from_block or chain.settlement_from_block, "latest", settlement_id=key
         )
     except Exception:  # any log failure leaves the state-based record
         log.warning("could not read the SettlementRevoked log of %s", settlement_key, exc_info=True)

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 from web3 import Web3
 
-from contracts.client import SettlementStatus, UsefirstChain, settlement_id_for
+from contracts.client import RevocationEvent, SettlementStatus, UsefirstChain, settlement_id_for
 from contracts.merkle import StandardMerkleTree
 from ledger.db import session_scope
 from ledger.errors import StateError
@@ -46,7 +46,6 @@ from ledger.settlements import postings
 from ledger.settlements.anchoring import record_confirmation
 from ledger.settlements.ids import ATTEMPTS_MAX, settlement_key_for
 from ledger.settlements.models import Settlement, SettlementRevocation
-from ledger.settlements.revocations import RevocationEvent
 from ledger.settlements.service import (
     anchor_period,
     apply_revocation,
