@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
@@ -28,6 +30,27 @@ def _wait(predicate, timeout_s: float = 90) -> None:  # type: ignore[no-untyped-
             return
         time.sleep(0.3)
     raise AssertionError("condition not met in time")
+
+
+@contextmanager
+def _worker_dying_at(settings: Settings, point: str) -> Iterator[str]:
+    """A worker of its own, on its own queue (yielded), started with ``USEFIRST_FAULT=point``;
+    stopped on leaving. :func:`_died_at` waits until one of its processes exited there."""
+    queue = f"faulty-{point}"
+    os.environ["USEFIRST_FAULT"] = point
+    try:
+        worker.start(settings, name=queue, queues=queue)
+    finally:
+        del os.environ["USEFIRST_FAULT"]
+    try:
+        yield queue
+    finally:
+        worker.stop(settings, queue)
+
+
+def _died_at(settings: Settings, point: str) -> None:
+    log = settings.log_dir / f"faulty-{point}.log"
+    _wait(lambda: f"fault injection: exiting at {point}" in log.read_text())
 
 
 def test_close_job_survives_a_worker_killed_mid_close(
@@ -55,32 +78,23 @@ def test_close_job_survives_a_worker_killed_mid_close(
         )
         session.commit()
 
-    # A worker on its own queue that dies right after `open → closing` is committed.
-    os.environ["USEFIRST_FAULT"] = "close_after_begin"
-    try:
-        worker.start(celery_worker, name="faulty", queues="faulty")
-    finally:
-        del os.environ["USEFIRST_FAULT"]
-    try:
+    def state() -> str:
+        with Session(db_engine) as s:
+            return str(
+                s.execute(
+                    text("SELECT state FROM period WHERE id = :p"), {"p": period_id}
+                ).scalar_one()
+            )
+
+    # A worker that dies right after `open → closing` is committed.
+    with _worker_dying_at(celery_worker, "close_after_begin") as queue:
         close_period.apply_async(
             kwargs={"period_id": str(period_id), "job_id": job.id, "anchor": False},
             task_id=job.id,
-            queue="faulty",
+            queue=queue,
         )
-
-        def state() -> str:
-            with Session(db_engine) as s:
-                return str(
-                    s.execute(
-                        text("SELECT state FROM period WHERE id = :p"), {"p": period_id}
-                    ).scalar_one()
-                )
-
-        _wait(lambda: state() == "closing")
-        time.sleep(1)  # the faulty worker's child has exited by now; the close stays half done
-    finally:
-        worker.stop(celery_worker, "faulty")
-    assert state() == "closing"
+        _died_at(celery_worker, "close_after_begin")
+    assert state() == "closing"  # the close stays half done
 
     # The job row went quiet: the sweep resumes it on the healthy worker.
     assert job.id in resume_stale_jobs(stale_after_s=0)
@@ -149,17 +163,9 @@ def test_claims_indexed_by_a_worker_killed_before_its_commit_are_recorded_once(
         return int(claims), int(payouts), str(state)
 
     # A worker that dies after writing the claims, payouts and cursor, before the commit.
-    os.environ["USEFIRST_FAULT"] = "index_before_commit"
-    try:
-        worker.start(services, name="faulty-index", queues="faulty-index")
-    finally:
-        del os.environ["USEFIRST_FAULT"]
-    log = services.log_dir / "faulty-index.log"
-    try:
-        index_claims.apply_async(queue="faulty-index")
-        _wait(lambda: "fault injection: exiting at index_before_commit" in log.read_text())
-    finally:
-        worker.stop(services, "faulty-index")
+    with _worker_dying_at(services, "index_before_commit") as queue:
+        index_claims.apply_async(queue=queue)
+        _died_at(services, "index_before_commit")
     assert recorded() == (0, 0, "anchored")  # nothing of the dead run was committed
 
     # The next run (the beat's, here on the healthy worker) records every claim once.
@@ -198,13 +204,7 @@ def test_an_anchor_job_whose_worker_died_after_sending_publishes_once(
             )
 
     # A worker that dies right after sending the publication (before recording its receipt).
-    os.environ["USEFIRST_FAULT"] = "after_publish_sent"
-    try:
-        worker.start(services, name="faulty-anchor", queues="faulty-anchor")
-    finally:
-        del os.environ["USEFIRST_FAULT"]
-    log = services.log_dir / "faulty-anchor.log"
-    try:
+    with _worker_dying_at(services, "after_publish_sent") as queue:
         with Session(db_engine) as session:
             job = jobs.create_job(
                 session, "anchor_period", {"period_id": str(closed.period_id)}, None
@@ -214,11 +214,9 @@ def test_an_anchor_job_whose_worker_died_after_sending_publishes_once(
         anchor_period.apply_async(
             kwargs={"period_id": str(closed.period_id), "job_id": job_id},
             task_id=job_id,
-            queue="faulty-anchor",
+            queue=queue,
         )
-        _wait(lambda: "fault injection: exiting at after_publish_sent" in log.read_text())
-    finally:
-        worker.stop(services, "faulty-anchor")
+        _died_at(services, "after_publish_sent")
     assert period_state() == "closed"  # sent, not recorded as anchored
 
     # The sweep resumes the quiet job on the healthy worker: it finds the sent transaction
